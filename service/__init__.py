@@ -1,0 +1,1 @@
+"""Places of Safety: the national booking service for safe-stay beds."""

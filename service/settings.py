@@ -1,0 +1,66 @@
+"""Service configuration, read from the environment once and validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob the service has; README.md lists them with their defaults."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    db_pool_min: int = Field(default=1, ge=0, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=200)
+    shutdown_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    seed_demo: bool = True
+
+    hold_ttl_seconds: int = Field(default=900, ge=10, le=86_400)
+    provider_response_seconds: int = Field(default=1800, ge=10, le=7 * 86_400)
+    no_show_grace_seconds: int = Field(default=7200, ge=0, le=7 * 86_400)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 30)
+    personal_data_retention_days: int = Field(default=90, ge=1, le=3650)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        # Not pydantic's PostgresDsn: it refuses Unix-socket DSNs (`postgresql://u@/db?host=/run`).
+        if value is None or value == "":
+            return None
+        if urlsplit(value).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if self.environment == "production":
+            if self.database_url is None:
+                raise ValueError(
+                    "DATABASE_URL is required in production "
+                    "(the embedded PostgreSQL is for development and tests)"
+                )
+            if self.seed_demo:
+                raise ValueError(
+                    "SEED_DEMO must be false in production: demo keys are published in the README"
+                )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read Settings from the environment; overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
