@@ -1,0 +1,56 @@
+"""create_app(settings) -> web.Application: state, middlewares, routes, resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import structlog
+from aiohttp import web
+
+from service import keys
+from service.clock import Clock, SystemClock
+from service.db import create_pool, resolve_dsn
+from service.metrics import Metrics
+from service.middlewares import authenticate, errors, idempotency, request_context
+from service.resources import openapi_path
+from service.routes import add_routes
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        settings = app[keys.SETTINGS]
+        pool = await create_pool(
+            dsn or await resolve_dsn(settings),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+        )
+        app[keys.POOL] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("database pool closed")
+
+    return database
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, dsn: str | None = None
+) -> web.Application:
+    """The whole service as an aiohttp application; nothing connects until it starts."""
+    app = web.Application(
+        middlewares=[request_context, errors, authenticate, idempotency],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.METRICS] = Metrics()
+    app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
+    app.cleanup_ctx.append(_database(dsn))
+    add_routes(app)
+    return app

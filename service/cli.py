@@ -1,0 +1,173 @@
+"""The `pos` commands: serve, migrate, api-key create|list|revoke."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.auth import display_prefix, generate_key, hash_key
+from service.db import Connection, create_pool, resolve_dsn
+from service.log import configure_logging
+from service.migrate import is_current, migrate
+from service.queries import api_keys, reference
+from service.settings import Settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pos",
+        description="Places of Safety booking service. Configuration comes from environment "
+        "variables (see README.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then serve HTTP on HOST:PORT")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+
+    key = commands.add_parser("api-key", help="create, list or revoke API keys")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; its secret is the last line")
+    create.add_argument("--role", required=True, choices=["admin", "officer", "provider"])
+    create.add_argument("--force", help="force code (officer keys)")
+    create.add_argument("--provider", type=UUID, help="provider id (provider keys)")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    key_commands.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=UUID)
+    return parser
+
+
+class SchemaMissing(Exception):
+    pass
+
+
+@asynccontextmanager
+async def _database(settings: Settings, *, need_schema: bool = True) -> AsyncIterator[Connection]:
+    pool = await create_pool(await resolve_dsn(settings), min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            if need_schema and not await is_current(conn):
+                raise SchemaMissing
+            yield conn
+    finally:
+        await pool.close()
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings, need_schema=False) as conn:
+        applied = await migrate(conn)
+    print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+async def _key_problem(conn: Connection, args: argparse.Namespace) -> str | None:
+    if args.role == "officer" and not args.force:
+        return "an officer key needs --force CODE"
+    if args.role == "provider" and not args.provider:
+        return "a provider key needs --provider ID"
+    if args.role != "officer" and args.force:
+        return "only officer keys take --force"
+    if args.role != "provider" and args.provider:
+        return "only provider keys take --provider"
+    if args.force and not await reference.force_exists(conn, args.force):
+        return f"no force has the code {args.force!r}"
+    if args.provider and await reference.get_provider(conn, args.provider) is None:
+        return f"no provider has the id {args.provider}"
+    return None
+
+
+async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as conn:
+        if args.key_command == "create":
+            problem = await _key_problem(conn, args)
+            if problem:
+                print(f"pos api-key create: {problem}", file=sys.stderr)
+                return 2
+            secret = generate_key()
+            row = await api_keys.create(
+                conn,
+                name=args.name,
+                role=args.role,
+                force_code=args.force,
+                provider_id=args.provider,
+                key_hash=hash_key(secret),
+                prefix=display_prefix(secret),
+            )
+            print(f"created {row['role']} key {row['id']} ({row['name']}); shown once:")
+            print(secret)
+            return 0
+        if args.key_command == "list":
+            for row in await api_keys.list_page(conn, None, 100_000):
+                scope = row["force_code"] or row["provider_id"] or "-"
+                state = "revoked" if row["revoked_at"] else "active"
+                print(
+                    f"{row['id']}  {row['prefix']}...  {row['role']:<8}  {scope}  "
+                    f"{state}  {row['name']}"
+                )
+            return 0
+        revoked = await api_keys.revoke(conn, args.id, await conn.fetchval("SELECT now()"))
+        if revoked is None:
+            print(f"pos api-key revoke: no API key has the id {args.id}", file=sys.stderr)
+            return 1
+        print(f"revoked {revoked['id']} ({revoked['name']})")
+        return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    async def prepare() -> str:
+        dsn = await resolve_dsn(settings)
+        if not args.no_migrate:
+            pool = await create_pool(dsn, min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+            finally:
+                await pool.close()
+        return dsn
+
+    dsn = asyncio.run(prepare())
+    # run_app turns SIGTERM and SIGINT into a graceful stop: it stops accepting, lets in-flight
+    # requests finish (up to SHUTDOWN_TIMEOUT_SECONDS), then runs cleanup (jobs, pool).
+    web.run_app(
+        create_app(settings, dsn=dsn),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print("configuration error:", file=sys.stderr)
+        for error in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+            print(f"  {name}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        return cmd_serve(args, settings)
+    commands: dict[str, Command] = {"migrate": cmd_migrate, "api-key": cmd_api_key}
+    try:
+        return asyncio.run(commands[args.command](args, settings))
+    except SchemaMissing:
+        print("the database schema is missing or behind: run `pos migrate` first", file=sys.stderr)
+        return 2

@@ -1,0 +1,132 @@
+"""What every handler needs: parse a body or query, find its connection, answer in JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from service import keys
+from service.auth import Principal
+from service.db import Connection
+from service.errors import NotFound, UnsupportedMediaType, ValidationProblem
+from service.models import Out
+
+B = TypeVar("B", bound=BaseModel)
+
+JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+
+
+def field_errors(exc: ValidationError, root: str = "body") -> list[dict[str, str]]:
+    """Pydantic's errors as [{field, message}], without echoing the rejected values."""
+    errors = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or root
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "json_invalid":
+            field, message = root, "the body is not valid JSON"
+        errors.append({"field": field, "message": message})
+    return errors
+
+
+async def read_body(request: web.Request, model: type[B]) -> B:
+    """The one body parser: JSON only, exact fields, every error named."""
+    if request.content_type not in JSON_TYPES:
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise ValidationProblem(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        ) from None
+
+
+def read_query(request: web.Request, model: type[B]) -> B:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        errors = field_errors(exc, root="query")
+        raise ValidationProblem(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        ) from None
+
+
+def path_id(request: web.Request, name: str, what: str) -> UUID:
+    """A path id; one that is not a UUID names nothing, so it is a 404."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"{what} not found") from None
+
+
+def principal(request: web.Request) -> Principal:
+    return request[keys.PRINCIPAL]
+
+
+def now(request: web.Request) -> datetime:
+    return request.app[keys.CLOCK].now()
+
+
+@asynccontextmanager
+async def transaction(request: web.Request) -> AsyncIterator[Connection]:
+    """The request's transaction: inside an Idempotency-Key request, a savepoint on the
+    connection that will also store the answer; otherwise a fresh pooled transaction."""
+    shared = request.get(keys.CONNECTION)
+    if shared is not None:
+        async with shared.transaction():
+            yield shared
+        return
+    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
+        yield conn
+
+
+@asynccontextmanager
+async def connection(request: web.Request) -> AsyncIterator[Connection]:
+    """A connection for reads (no explicit transaction)."""
+    shared = request.get(keys.CONNECTION)
+    if shared is not None:
+        yield shared
+        return
+    async with request.app[keys.POOL].acquire() as conn:
+        yield conn
+
+
+def json_response(
+    data: Out | dict[str, Any] | list[Any],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    return web.Response(
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_version(request: web.Request) -> int | None:
+    """The version an If-Match asks for; None when absent or `*`. Unparseable never matches."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    try:
+        return int(tag)
+    except ValueError:
+        return -1

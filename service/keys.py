@@ -1,0 +1,30 @@
+"""Every web.AppKey and web.RequestKey: the one place application and request state is named."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from service.clock import Clock
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.auth import Principal
+    from service.db import Connection, Pool
+    from service.metrics import Metrics
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+POOL: web.AppKey[Pool] = web.AppKey("pool")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
+
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+# Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
+# this connection's transaction.
+CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")
+# What an idempotent replay answers, when it must differ from the first answer (a new API
+# key's secret is shown once and never stored).
+REPLAY_BODY: web.RequestKey[bytes] = web.RequestKey("replay_body")

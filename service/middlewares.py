@@ -1,0 +1,226 @@
+"""Request id and log context, problem+json errors, authentication, Idempotency-Key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+from aiohttp import web
+
+from service import keys
+from service.auth import Principal, hash_key
+from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
+from service.queries import api_keys as api_key_queries
+from service.queries import idempotency as idempotency_queries
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+# Routes anyone may call without a key.
+PUBLIC_ROUTES = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/docs", "/docs/static/{filename}"}
+)
+
+# Answers that invite a retry are not stored, so a retry with the same key runs again.
+_RETRYABLE = frozenset({409, 429})
+_REPLAYED_HEADERS = ("Location", "ETag")
+
+_STATUS_SLUGS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body too large"),
+}
+
+
+def problem_response(problem: Problem) -> web.Response:
+    return web.Response(
+        body=json.dumps(problem.body()).encode(),
+        status=problem.status,
+        content_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    """The route template (ids stay out of metrics labels and log lines)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Binds a request id into every log line of this request and logs one summary line."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+    request[keys.REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    response = await handler(request)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    elapsed = time.perf_counter() - started
+    route = _route_name(request)
+    request.app[keys.METRICS].observe_request(request.method, route, response.status, elapsed)
+    log.info(
+        "request",
+        method=request.method,
+        route=route,
+        status=response.status,
+        duration_ms=round(elapsed * 1000, 2),
+    )
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One error shape: problems become problem+json; anything unexpected a bare 500."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug, title = _STATUS_SLUGS.get(exc.status, ("http-error", exc.reason))
+        detail = {
+            404: "no such resource",
+            405: f"{request.method} is not allowed here",
+            413: "the request body is larger than 64 KiB",
+        }.get(exc.status, exc.reason)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(
+            Problem(detail, slug=slug, title=title, status=exc.status, headers=allow)
+        )
+    except Exception:
+        log.exception("unhandled error")
+        return problem_response(
+            Problem(
+                "the service failed to answer; the request id identifies it in the logs",
+                slug="internal-error",
+                title="Internal server error",
+                status=500,
+            )
+        )
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer API key on every route but the public ones; the key is never logged."""
+    match_info = request.match_info
+    if match_info.http_exception is not None or _route_name(request) in PUBLIC_ROUTES:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "send your API key as `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": 'Bearer realm="places-of-safety"'},
+        )
+    async with request.app[keys.POOL].acquire() as conn:
+        row = await api_key_queries.authenticate(conn, hash_key(token.strip()))
+    if row is None:
+        raise Unauthorized(
+            "the API key is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="places-of-safety", error="invalid_token"'},
+        )
+    principal = Principal(
+        key_id=row["id"],
+        role=row["role"],
+        force_code=row["force_code"],
+        provider_id=row["provider_id"],
+    )
+    request[keys.PRINCIPAL] = principal
+    structlog.contextvars.bind_contextvars(key_id=str(principal.key_id), role=principal.role)
+    return await handler(request)
+
+
+def _request_hash(request: web.Request, body: bytes) -> bytes:
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b"\0")
+    digest.update(request.path_qs.encode())
+    digest.update(b"\0")
+    digest.update(body)
+    return digest.digest()
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Idempotency-Key on POST: same key and body replays the first answer; another body is
+    422; a key still in flight is 409.
+
+    The handler's writes and the stored answer commit in one transaction, so the stored answer
+    exists if and only if the change it describes committed.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or key is None or keys.PRINCIPAL not in request:
+        return await handler(request)
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationProblem(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters"}],
+        )
+    principal = request[keys.PRINCIPAL]
+    request_hash = _request_hash(request, await request.read())
+    settings = request.app[keys.SETTINGS]
+    at = request.app[keys.CLOCK].now()
+    oldest = at - timedelta(hours=settings.idempotency_ttl_hours)
+    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
+        if not await idempotency_queries.try_lock(conn, principal.key_id, key):
+            raise Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                slug="idempotency-in-flight",
+            )
+        stored = await idempotency_queries.find(conn, principal.key_id, key, oldest)
+        if stored is not None:
+            if stored["request_hash"] != request_hash:
+                raise Unprocessable(
+                    "this Idempotency-Key was used with a different request",
+                    slug="idempotency-key-reuse",
+                )
+            return web.Response(
+                body=stored["response_body"],
+                status=stored["response_status"],
+                headers={
+                    **stored["response_headers"],
+                    "Content-Type": stored["response_type"],
+                    "Idempotent-Replayed": "true",
+                },
+            )
+        request[keys.CONNECTION] = conn
+        try:
+            async with conn.transaction():
+                response = await handler(request)
+        except Problem as problem:
+            response = problem_response(problem)
+        if not isinstance(response, web.Response) or response.status in _RETRYABLE:
+            return response
+        if response.status >= 500:
+            return response
+        body = request.get(keys.REPLAY_BODY, response.body)
+        replayed = response.headers
+        headers = {name: replayed[name] for name in _REPLAYED_HEADERS if name in replayed}
+        await idempotency_queries.store(
+            conn,
+            principal.key_id,
+            key,
+            request_hash,
+            response.status,
+            response.content_type,
+            headers,
+            body if isinstance(body, bytes) else b"",
+            at,
+        )
+        return response

@@ -1,0 +1,363 @@
+"""Request and response models, grouped per resource; openapi.yaml says the same in YAML."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+# --- shared field types ------------------------------------------------------------------
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _parse_timestamp(value: object) -> object:
+    """RFC 3339 with an explicit offset; stored and returned in UTC."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp must include a UTC offset")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string")
+    if not _RFC3339.match(value):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", value):
+            raise ValueError(
+                "timestamp must include a UTC offset, e.g. 2026-11-23T03:00:00Z or +01:00"
+            )
+        raise ValueError("must be an RFC 3339 timestamp such as 2026-11-23T03:00:00Z")
+    # Python < 3.11 style fractional seconds beyond microseconds are trimmed to 6 digits.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("z", "Z").replace("t", "T")
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError as exc:
+        raise ValueError(f"not a valid date or time: {exc}") from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ForceCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")
+]
+Gender = Literal["female", "male", "non_binary"]
+RoomType = Literal["single", "shared", "family"]
+BookingMode = Literal["instant", "request"]
+SiteStatus = Literal["active", "paused", "closed"]
+Role = Literal["admin", "officer", "provider"]
+
+MAX_WINDOW = timedelta(days=92)
+
+
+class Body(BaseModel):
+    """A JSON request body: exact types, no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Patch(Body):
+    """A partial update: absent fields are kept; explicit null is refused."""
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
+        if nulls:
+            raise ValueError(f"fields may be omitted but not null: {', '.join(sorted(nulls))}")
+        if not self.model_fields_set:
+            raise ValueError("the patch changes nothing: give at least one field")
+        return self
+
+
+class Query(BaseModel):
+    """Query-string parameters: strings converted to types, unknown names refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Out(BaseModel):
+    """A response body."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+T = TypeVar("T", bound=Out)
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class PageQuery(Query):
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None
+
+
+def _window_errors(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise ValueError("end must be after start")
+
+
+# --- reference data ----------------------------------------------------------------------
+
+
+class ForceIn(Body):
+    code: ForceCode
+    name: Name
+
+
+class ForceOut(Out):
+    code: str
+    name: str
+
+
+class ProviderIn(Body):
+    name: Name
+
+
+class ProviderOut(Out):
+    id: UUID
+    name: str
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+class ApiKeyIn(Body):
+    name: Name
+    role: Role
+    force: ForceCode | None = None
+    provider_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _scope_matches_role(self) -> Self:
+        if self.role == "officer" and self.force is None:
+            raise ValueError("an officer key needs `force`")
+        if self.role == "provider" and self.provider_id is None:
+            raise ValueError("a provider key needs `provider_id`")
+        if self.role != "officer" and self.force is not None:
+            raise ValueError("only officer keys have a `force`")
+        if self.role != "provider" and self.provider_id is not None:
+            raise ValueError("only provider keys have a `provider_id`")
+        return self
+
+
+class ApiKeyOut(Out):
+    id: UUID
+    name: str
+    role: Role
+    force: str | None
+    provider_id: UUID | None
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str | None
+
+
+# --- sites and beds ------------------------------------------------------------------------
+
+
+class Location(Body):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+def _unique(values: list[str] | None, what: str) -> None:
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat a value")
+
+
+class SiteIn(Body):
+    name: Name
+    address: Text500
+    area: Name
+    location: Location
+    genders_accepted: list[Gender] = Field(min_length=1, max_length=3)
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=50)
+    interpreter_on_call: bool = False
+    booking_mode: BookingMode
+    max_stay_hours: int = Field(default=72, ge=1, le=720)
+    status: SiteStatus = "active"
+    phone: Phone
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Self:
+        _unique(list(self.genders_accepted), "genders_accepted")
+        _unique(self.languages, "languages")
+        return self
+
+
+class SitePatch(Patch):
+    name: Name | None = None
+    address: Text500 | None = None
+    area: Name | None = None
+    location: Location | None = None
+    genders_accepted: list[Gender] | None = Field(default=None, min_length=1, max_length=3)
+    languages: list[LanguageCode] | None = Field(default=None, max_length=50)
+    interpreter_on_call: bool | None = None
+    booking_mode: BookingMode | None = None
+    max_stay_hours: int | None = Field(default=None, ge=1, le=720)
+    status: SiteStatus | None = None
+    phone: Phone | None = None
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Self:
+        genders = self.genders_accepted
+        _unique(None if genders is None else list(genders), "genders_accepted")
+        _unique(self.languages, "languages")
+        return self
+
+
+class LocationOut(Out):
+    lat: float
+    lon: float
+
+
+class SiteOut(Out):
+    id: UUID
+    provider_id: UUID
+    name: str
+    address: str
+    area: str
+    location: LocationOut
+    genders_accepted: list[Gender]
+    languages: list[str]
+    interpreter_on_call: bool
+    booking_mode: BookingMode
+    max_stay_hours: int
+    status: SiteStatus
+    phone: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class BedIn(Body):
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    room_type: RoomType
+    wheelchair_accessible: bool = False
+    max_dependants: int = Field(default=0, ge=0, le=20)
+    in_service: bool = True
+
+
+class BedPatch(Patch):
+    label: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = None
+    room_type: RoomType | None = None
+    wheelchair_accessible: bool | None = None
+    max_dependants: int | None = Field(default=None, ge=0, le=20)
+    in_service: bool | None = None
+
+
+class BedOut(Out):
+    id: UUID
+    site_id: UUID
+    label: str
+    room_type: RoomType
+    wheelchair_accessible: bool
+    max_dependants: int
+    in_service: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- blocks and occupancy ------------------------------------------------------------------
+
+
+class BlockIn(Body):
+    bed_id: UUID
+    start: Timestamp
+    end: Timestamp
+    reason: Text500
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        _window_errors(self.start, self.end)
+        if self.end - self.start > timedelta(days=366):
+            raise ValueError("a block may last at most 366 days")
+        return self
+
+
+class BlockOut(Out):
+    id: UUID
+    bed_id: UUID
+    start: datetime
+    end: datetime
+    reason: str
+    created_at: datetime
+
+
+class WindowQuery(Query):
+    start: Timestamp
+    end: Timestamp
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        _window_errors(self.start, self.end)
+        if self.end - self.start > MAX_WINDOW:
+            raise ValueError("the window may span at most 92 days")
+        return self
+
+
+class BlockListQuery(PageQuery):
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    bed_id: UUID | None = None
+
+
+class OccupancyEntry(Out):
+    kind: Literal["booking", "block"]
+    id: UUID
+    status: str
+    start: datetime
+    end: datetime
+    reason: str | None = None
+
+
+class OccupancyBed(Out):
+    bed_id: UUID
+    label: str
+    room_type: RoomType
+    wheelchair_accessible: bool
+    max_dependants: int
+    in_service: bool
+    allocations: list[OccupancyEntry]
+
+
+class Occupancy(Out):
+    site_id: UUID
+    start: datetime
+    end: datetime
+    beds: list[OccupancyBed]
+
+
+# --- system -------------------------------------------------------------------------------
+
+
+class Health(Out):
+    status: str
+
+
+def dump(model: Out | list[Any] | dict[str, Any]) -> Any:
+    """JSON-ready data for a response."""
+    if isinstance(model, BaseModel):
+        return model.model_dump(mode="json")
+    return model

@@ -1,0 +1,77 @@
+"""Opaque cursor paging: a cursor is the sort key of the last item, so pages stay stable when
+rows are inserted between calls."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from service.errors import ValidationProblem
+
+R = TypeVar("R")
+P = TypeVar("P")
+
+# Most lists sort by (created_at, id); reference data by its natural key.
+Position = tuple[datetime, UUID]
+
+
+def encode(*values: object) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else str(v) for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list):
+            raise TypeError("not a list")
+        return parse(values)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ValidationProblem(
+            "cursor is not one this service issued",
+            errors=[{"field": "cursor", "message": "not a cursor this service issued"}],
+        ) from None
+
+
+def _position(values: list[Any]) -> Position:
+    at, ident = values
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        raise ValueError("naive cursor time")
+    return moment, UUID(ident)
+
+
+def _text(values: list[Any]) -> str:
+    (value,) = values
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
+
+
+def decode_position(cursor: str | None) -> Position | None:
+    return None if cursor is None else _decode(cursor, _position)
+
+
+def decode_text(cursor: str | None) -> str | None:
+    return None if cursor is None else _decode(cursor, _text)
+
+
+def split_page(
+    rows: Sequence[R], limit: int, cursor_of: Callable[[R], str]
+) -> tuple[list[R], str | None]:
+    """Rows were fetched with LIMIT limit + 1: the extra row only says another page exists."""
+    items = list(rows[:limit])
+    if len(rows) > limit and items:
+        return items, cursor_of(items[-1])
+    return items, None
+
+
+def by_created(row: Any) -> str:
+    """The cursor of a row sorted by (created_at, id)."""
+    return encode(row["created_at"], row["id"])

@@ -1,0 +1,118 @@
+"""The allocation ledger: blocks, and the per-bed timeline of everything claiming a bed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from service.db import Connection
+from service.paging import Position
+
+INSERT_BLOCK = """
+INSERT INTO allocation (id, site_id, bed_id, kind, status, period, reason)
+VALUES ($1, $2, $3, 'block', 'blocked', tstzrange($4, $5, '[)'), $6)
+RETURNING id, bed_id, lower(period) AS start, upper(period) AS "end", reason, created_at
+"""
+
+# The live claim that stands in the way of [start, end) on a bed, to name it in a 409.
+FIND_CONFLICT = """
+SELECT id, kind, status, lower(period) AS start, upper(period) AS "end"
+FROM allocation
+WHERE bed_id = $1 AND period && tstzrange($2, $3, '[)')
+  AND allocation_is_live(status, hold_expires_at, respond_by, $4)
+ORDER BY lower(period)
+LIMIT 1
+"""
+
+# What still claims a bed from `at` on: such a bed cannot be retired.
+FIND_FUTURE_CLAIM = """
+SELECT id, kind, status, lower(period) AS start, upper(period) AS "end"
+FROM allocation
+WHERE bed_id = $1 AND upper(period) > $2
+  AND allocation_is_live(status, hold_expires_at, respond_by, $2)
+ORDER BY lower(period)
+LIMIT 1
+"""
+
+LIST_BLOCKS = """
+SELECT id, bed_id, lower(period) AS start, upper(period) AS "end", reason, created_at
+FROM allocation
+WHERE site_id = $1 AND kind = 'block'
+  AND ($2::uuid IS NULL OR bed_id = $2)
+  AND ($3::timestamptz IS NULL OR upper(period) > $3)
+  AND ($4::timestamptz IS NULL OR lower(period) < $4)
+  AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6))
+ORDER BY created_at, id
+LIMIT $7
+"""
+
+DELETE_BLOCK = """
+DELETE FROM allocation
+WHERE id = $1 AND site_id = $2 AND kind = 'block'
+RETURNING id, bed_id
+"""
+
+# Every claim on the site's beds that overlaps the window: live ones, and stays that happened
+# (a departed booking's period ends at its check-out).
+OCCUPANCY = """
+SELECT b.id AS bed_id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants,
+       b.in_service, b.created_at,
+       a.id, a.kind, a.status, lower(a.period) AS start, upper(a.period) AS "end", a.reason
+FROM bed b
+LEFT JOIN allocation a
+       ON a.bed_id = b.id
+      AND a.period && tstzrange($2, $3, '[)')
+      AND (allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
+           OR a.status = 'departed')
+WHERE b.site_id = $1 AND b.removed_at IS NULL
+ORDER BY b.created_at, b.id, lower(a.period)
+"""
+
+
+async def insert_block(
+    conn: Connection,
+    site_id: UUID,
+    bed_id: UUID,
+    start: datetime,
+    end: datetime,
+    reason: str,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(INSERT_BLOCK, uuid4(), site_id, bed_id, start, end, reason)
+    assert row is not None
+    return row
+
+
+async def find_conflict(
+    conn: Connection, bed_id: UUID, start: datetime, end: datetime, at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(FIND_CONFLICT, bed_id, start, end, at)
+
+
+async def find_future_claim(conn: Connection, bed_id: UUID, at: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(FIND_FUTURE_CLAIM, bed_id, at)
+
+
+async def list_blocks(
+    conn: Connection,
+    site_id: UUID,
+    *,
+    bed_id: UUID | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: Position | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    created_at, block_id = after if after is not None else (None, None)
+    return await conn.fetch(LIST_BLOCKS, site_id, bed_id, start, end, created_at, block_id, limit)
+
+
+async def delete_block(conn: Connection, site_id: UUID, block_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(DELETE_BLOCK, block_id, site_id)
+
+
+async def occupancy(
+    conn: Connection, site_id: UUID, start: datetime, end: datetime, at: datetime
+) -> list[asyncpg.Record]:
+    return await conn.fetch(OCCUPANCY, site_id, start, end, at)

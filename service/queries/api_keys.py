@@ -1,0 +1,98 @@
+"""API keys: create, list, revoke, and the per-request lookup."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from service.db import Connection
+from service.paging import Position
+
+# One round trip per request: find the live key and, at most once a minute, note its use.
+AUTHENTICATE = """
+WITH found AS (
+    SELECT id, role, force_code, provider_id, last_used_at
+    FROM api_key
+    WHERE key_hash = $1 AND revoked_at IS NULL
+), touched AS (
+    UPDATE api_key k SET last_used_at = now()
+    FROM found
+    WHERE k.id = found.id
+      AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+)
+SELECT id, role, force_code, provider_id FROM found
+"""
+
+INSERT = """
+INSERT INTO api_key (id, name, role, force_code, provider_id, key_hash, prefix)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id, name, role, force_code, provider_id, prefix, created_at, last_used_at, revoked_at
+"""
+
+INSERT_IF_ABSENT = """
+INSERT INTO api_key (id, name, role, force_code, provider_id, key_hash, prefix)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (key_hash) DO NOTHING
+"""
+
+LIST = """
+SELECT id, name, role, force_code, provider_id, prefix, created_at, last_used_at, revoked_at
+FROM api_key
+WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+ORDER BY created_at, id
+LIMIT $3
+"""
+
+REVOKE = """
+UPDATE api_key SET revoked_at = coalesce(revoked_at, $2)
+WHERE id = $1
+RETURNING id, name, role, force_code, provider_id, prefix, created_at, last_used_at, revoked_at
+"""
+
+
+async def authenticate(conn: Connection, key_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(AUTHENTICATE, key_hash)
+
+
+async def create(
+    conn: Connection,
+    *,
+    name: str,
+    role: str,
+    force_code: str | None,
+    provider_id: UUID | None,
+    key_hash: bytes,
+    prefix: str,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        INSERT, uuid4(), name, role, force_code, provider_id, key_hash, prefix
+    )
+    assert row is not None
+    return row
+
+
+async def create_if_absent(
+    conn: Connection,
+    *,
+    name: str,
+    role: str,
+    force_code: str | None,
+    provider_id: UUID | None,
+    key_hash: bytes,
+    prefix: str,
+) -> None:
+    """For the demo keys, whose secrets are fixed: seeding twice adds nothing."""
+    await conn.execute(
+        INSERT_IF_ABSENT, uuid4(), name, role, force_code, provider_id, key_hash, prefix
+    )
+
+
+async def list_page(conn: Connection, after: Position | None, limit: int) -> list[asyncpg.Record]:
+    created_at, key_id = after if after is not None else (None, None)
+    return await conn.fetch(LIST, created_at, key_id, limit)
+
+
+async def revoke(conn: Connection, key_id: UUID, at: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(REVOKE, key_id, at)

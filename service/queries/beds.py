@@ -1,0 +1,107 @@
+"""Beds: the bookable units of a site."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from service.db import Connection
+from service.models import BedIn, BedPatch
+from service.paging import Position
+
+INSERT = """
+INSERT INTO bed (id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+          version, created_at, updated_at
+"""
+
+GET = """
+SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+       version, created_at, updated_at
+FROM bed WHERE id = $1 AND site_id = $2 AND removed_at IS NULL
+"""
+
+LIST = """
+SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+       version, created_at, updated_at
+FROM bed
+WHERE site_id = $1 AND removed_at IS NULL
+  AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+ORDER BY created_at, id
+LIMIT $4
+"""
+
+# Row lock: a bed being changed or retired is not being booked at the same moment
+# (a booking takes FOR SHARE on the bed it claims).
+LOCK = """
+SELECT id, version FROM bed
+WHERE id = $1 AND site_id = $2 AND removed_at IS NULL
+FOR UPDATE
+"""
+
+UPDATE = """
+UPDATE bed SET
+    label = coalesce($2, label),
+    room_type = coalesce($3, room_type),
+    wheelchair_accessible = coalesce($4, wheelchair_accessible),
+    max_dependants = coalesce($5, max_dependants),
+    in_service = coalesce($6, in_service),
+    version = version + 1,
+    updated_at = now()
+WHERE id = $1
+RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+          version, created_at, updated_at
+"""
+
+RETIRE = "UPDATE bed SET removed_at = $2, version = version + 1, updated_at = now() WHERE id = $1"
+
+
+async def create(conn: Connection, site_id: UUID, bed: BedIn) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        INSERT,
+        uuid4(),
+        site_id,
+        bed.label,
+        bed.room_type,
+        bed.wheelchair_accessible,
+        bed.max_dependants,
+        bed.in_service,
+    )
+    assert row is not None
+    return row
+
+
+async def get(conn: Connection, site_id: UUID, bed_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET, bed_id, site_id)
+
+
+async def list_page(
+    conn: Connection, site_id: UUID, after: Position | None, limit: int
+) -> list[asyncpg.Record]:
+    created_at, bed_id = after if after is not None else (None, None)
+    return await conn.fetch(LIST, site_id, created_at, bed_id, limit)
+
+
+async def lock(conn: Connection, site_id: UUID, bed_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK, bed_id, site_id)
+
+
+async def update(conn: Connection, bed_id: UUID, patch: BedPatch) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        UPDATE,
+        bed_id,
+        patch.label,
+        patch.room_type,
+        patch.wheelchair_accessible,
+        patch.max_dependants,
+        patch.in_service,
+    )
+    assert row is not None
+    return row
+
+
+async def retire(conn: Connection, bed_id: UUID, at: datetime) -> None:
+    await conn.execute(RETIRE, bed_id, at)

@@ -1,0 +1,84 @@
+"""Forces and providers: reference data the admins keep."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from service.db import Connection
+from service.paging import Position
+
+INSERT_FORCE = """
+INSERT INTO force (code, name) VALUES ($1, $2)
+RETURNING code, name
+"""
+
+UPSERT_FORCE = """
+INSERT INTO force (code, name) VALUES ($1, $2)
+ON CONFLICT (code) DO NOTHING
+"""
+
+LIST_FORCES = """
+SELECT code, name FROM force
+WHERE ($1::text IS NULL OR code > $1)
+ORDER BY code
+LIMIT $2
+"""
+
+FORCE_EXISTS = "SELECT EXISTS (SELECT 1 FROM force WHERE code = $1)"
+
+INSERT_PROVIDER = """
+INSERT INTO provider (id, name) VALUES ($1, $2)
+RETURNING id, name, created_at
+"""
+
+LIST_PROVIDERS = """
+SELECT id, name, created_at FROM provider
+WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+ORDER BY created_at, id
+LIMIT $3
+"""
+
+GET_PROVIDER = "SELECT id, name, created_at FROM provider WHERE id = $1"
+
+FIND_PROVIDER_BY_NAME = "SELECT id, name, created_at FROM provider WHERE lower(name) = lower($1)"
+
+
+async def create_force(conn: Connection, code: str, name: str) -> asyncpg.Record:
+    row = await conn.fetchrow(INSERT_FORCE, code, name)
+    assert row is not None
+    return row
+
+
+async def ensure_force(conn: Connection, code: str, name: str) -> None:
+    await conn.execute(UPSERT_FORCE, code, name)
+
+
+async def list_forces(conn: Connection, after: str | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(LIST_FORCES, after, limit)
+
+
+async def force_exists(conn: Connection, code: str) -> bool:
+    return bool(await conn.fetchval(FORCE_EXISTS, code))
+
+
+async def create_provider(conn: Connection, name: str) -> asyncpg.Record:
+    row = await conn.fetchrow(INSERT_PROVIDER, uuid4(), name)
+    assert row is not None
+    return row
+
+
+async def list_providers(
+    conn: Connection, after: Position | None, limit: int
+) -> list[asyncpg.Record]:
+    created_at, provider_id = after if after is not None else (None, None)
+    return await conn.fetch(LIST_PROVIDERS, created_at, provider_id, limit)
+
+
+async def get_provider(conn: Connection, provider_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET_PROVIDER, provider_id)
+
+
+async def find_provider_by_name(conn: Connection, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(FIND_PROVIDER_BY_NAME, name)

@@ -1,0 +1,134 @@
+"""Sites: a provider's properties, with their confidential address and location."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from service.db import Connection
+from service.models import SiteIn, SitePatch
+from service.paging import Position
+
+INSERT = """
+INSERT INTO site (
+    id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+    interpreter_on_call, booking_mode, max_stay_hours, status, phone
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+RETURNING id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+          created_at, updated_at
+"""
+
+GET = """
+SELECT id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+       created_at, updated_at
+FROM site WHERE id = $1
+"""
+
+# A provider sees its own sites; an admin ($1 NULL) sees every site.
+LIST = """
+SELECT id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+       created_at, updated_at
+FROM site
+WHERE ($1::uuid IS NULL OR provider_id = $1)
+  AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+ORDER BY created_at, id
+LIMIT $4
+"""
+
+PROVIDER_OF = "SELECT provider_id FROM site WHERE id = $1"
+
+# Taken before a site is changed: concurrent PATCHes queue, and the scope and If-Match checks
+# see the very row that will be changed.
+LOCK = "SELECT id, provider_id, version, status FROM site WHERE id = $1 FOR UPDATE"
+
+# Absent fields arrive as NULL and keep their value (no site column is nullable).
+UPDATE = """
+UPDATE site SET
+    name = coalesce($2, name),
+    address = coalesce($3, address),
+    area = coalesce($4, area),
+    lat = coalesce($5, lat),
+    lon = coalesce($6, lon),
+    genders_accepted = coalesce($7, genders_accepted),
+    languages = coalesce($8, languages),
+    interpreter_on_call = coalesce($9, interpreter_on_call),
+    booking_mode = coalesce($10, booking_mode),
+    max_stay_hours = coalesce($11, max_stay_hours),
+    status = coalesce($12, status),
+    phone = coalesce($13, phone),
+    version = version + 1,
+    updated_at = now()
+WHERE id = $1
+RETURNING id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+          created_at, updated_at
+"""
+
+
+async def create(conn: Connection, provider_id: UUID, site: SiteIn) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        INSERT,
+        uuid4(),
+        provider_id,
+        site.name,
+        site.address,
+        site.area,
+        site.location.lat,
+        site.location.lon,
+        list(site.genders_accepted),
+        site.languages,
+        site.interpreter_on_call,
+        site.booking_mode,
+        site.max_stay_hours,
+        site.status,
+        site.phone,
+    )
+    assert row is not None
+    return row
+
+
+async def get(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET, site_id)
+
+
+async def list_page(
+    conn: Connection, provider_id: UUID | None, after: Position | None, limit: int
+) -> list[asyncpg.Record]:
+    created_at, site_id = after if after is not None else (None, None)
+    return await conn.fetch(LIST, provider_id, created_at, site_id, limit)
+
+
+async def provider_of(conn: Connection, site_id: UUID) -> UUID | None:
+    provider_id: UUID | None = await conn.fetchval(PROVIDER_OF, site_id)
+    return provider_id
+
+
+async def lock(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK, site_id)
+
+
+async def update(conn: Connection, site_id: UUID, patch: SitePatch) -> asyncpg.Record:
+    location = patch.location
+    row = await conn.fetchrow(
+        UPDATE,
+        site_id,
+        patch.name,
+        patch.address,
+        patch.area,
+        None if location is None else location.lat,
+        None if location is None else location.lon,
+        None if patch.genders_accepted is None else list(patch.genders_accepted),
+        patch.languages,
+        patch.interpreter_on_call,
+        patch.booking_mode,
+        patch.max_stay_hours,
+        patch.status,
+        patch.phone,
+    )
+    assert row is not None
+    return row
