@@ -1,0 +1,98 @@
+"""Request ids, one summary line per request, no secrets in logs, and the bare 500."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from service.log import configure_logging
+from tests.conftest import AppFactory
+from tests.support.world import World, site_body
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """The service's real log configuration (JSON), writing to a buffer for this test."""
+    buffer = io.StringIO()
+    configure_logging("info", "json", stream=buffer, cache=False)
+    yield buffer
+    configure_logging("warning", "json", cache=False)
+
+
+def _lines(buffer: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+async def test_request_id_is_echoed_or_made(world: World) -> None:
+    given = await world.api.get("/healthz", headers={"X-Request-ID": "custody-42.abc"})
+    assert given.headers["X-Request-ID"] == "custody-42.abc"
+    made = await world.api.get("/healthz")
+    assert len(made.headers["X-Request-ID"]) == 36
+    unsafe = await world.api.get("/healthz", headers={"X-Request-ID": "x" * 200})
+    assert unsafe.headers["X-Request-ID"] != "x" * 200
+    problem = await world.api.get("/v1/sites", headers={"X-Request-ID": "rid-401"})
+    assert problem.status == 401 and problem.headers["X-Request-ID"] == "rid-401"
+
+
+async def test_every_log_line_of_a_request_carries_its_id(
+    world: World, log_output: io.StringIO
+) -> None:
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        reply = await world.api.post(
+            "/v1/sites", site_body(), key=world.provider, headers={"X-Request-ID": "rid-777"}
+        )
+    assert reply.status == 201
+    mine = [entry for entry in logs if entry.get("request_id") == "rid-777"]
+    assert mine and len(mine) == len(logs)
+    (summary,) = [entry for entry in mine if entry["event"] == "request"]
+    assert summary["route"] == "/v1/sites" and summary["status"] == 201
+    assert summary["method"] == "POST" and summary["role"] == "provider"
+
+
+async def test_logs_never_carry_keys_or_personal_fields(
+    make_api: AppFactory, world: World, log_output: io.StringIO
+) -> None:
+    def add_failing_route(app: web.Application) -> None:
+        async def boom(request: web.Request) -> web.Response:
+            raise RuntimeError("deliberate failure")
+
+        app.router.add_get("/v1/boom", boom)
+
+    api = await make_api(customise=add_failing_route, check_contract=False)
+    body = site_body(address="Flat 9, 12 Secret Lane", phone="+44 7700 900123")
+    created = await api.post("/v1/sites", body, key=world.provider)
+    assert created.status == 201
+    failed = await api.get("/v1/boom", key=world.provider)
+    assert failed.status == 500
+    output = log_output.getvalue()
+    assert world.provider not in output
+    assert "Secret Lane" not in output and "7700 900123" not in output
+    events = [line["event"] for line in _lines(log_output)]
+    assert "unhandled error" in events and events.count("request") >= 2
+
+
+async def test_unexpected_errors_are_a_bare_500(
+    make_api: AppFactory, world: World, log_output: io.StringIO
+) -> None:
+    def add_failing_route(app: web.Application) -> None:
+        async def boom(request: web.Request) -> web.Response:
+            raise ZeroDivisionError("secret internals")
+
+        app.router.add_get("/v1/boom", boom)
+
+    api = await make_api(customise=add_failing_route, check_contract=False)
+    reply = await api.get("/v1/boom", key=world.admin, headers={"X-Request-ID": "rid-500"})
+    assert reply.status == 500
+    assert reply.content_type == "application/problem+json"
+    assert reply.body["type"].endswith(":internal-error")
+    assert "secret internals" not in reply.raw.decode()
+    assert "ZeroDivisionError" not in reply.raw.decode()
+    (error,) = [line for line in _lines(log_output) if line["event"] == "unhandled error"]
+    assert error["request_id"] == "rid-500"
+    assert "ZeroDivisionError" in json.dumps(error["exception"])

@@ -1,0 +1,110 @@
+"""Health, readiness, metrics, the served contract and its docs page; routes == spec paths."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import yaml
+from aiohttp import web
+
+from service.app import create_app
+from service.db import ensure_database, with_database
+from service.settings import Settings
+from tests.conftest import AppFactory, drop_database
+from tests.support.api import SPEC_PATH, Api
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def _spec_operations() -> set[tuple[str, str]]:
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    return {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def _app_operations(app: web.Application) -> set[tuple[str, str]]:
+    operations = set()
+    for route in app.router.routes():
+        resource = route.resource
+        assert resource is not None
+        path = resource.canonical
+        if route.method == "HEAD":
+            continue  # aiohttp adds HEAD beside every GET
+        operations.add((route.method, path))
+    return operations
+
+
+def test_every_route_is_in_the_spec_and_every_spec_path_is_routed(settings: Settings) -> None:
+    app = create_app(settings)
+    assert _app_operations(app) == _spec_operations()
+
+
+def test_the_spec_is_valid_openapi_3_1() -> None:
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.readers import read_from_filename
+
+    document, _ = read_from_filename(str(SPEC_PATH))
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    health = await api.get("/healthz")
+    assert (health.status, health.body) == (200, {"status": "ok"})
+    ready = await api.get("/readyz")
+    assert (ready.status, ready.body) == (200, {"status": "ready"})
+
+
+@pytest.fixture
+async def empty_database(postgres_server: str) -> AsyncIterator[str]:
+    name = f"pos_empty_{uuid.uuid4().hex[:10]}"
+    await ensure_database(postgres_server, name)
+    yield with_database(postgres_server, name)
+    await drop_database(postgres_server, name)
+
+
+async def test_not_ready_when_migrations_are_missing(
+    settings: Settings, empty_database: str
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    app = create_app(
+        settings.model_copy(update={"database_url": empty_database}), dsn=empty_database
+    )
+    async with TestClient(TestServer(app)) as client:
+        api = Api(client)
+        ready = await api.get("/readyz")
+        health = await api.get("/healthz")
+    assert ready.status == 503 and ready.problem_type == "not-ready"
+    assert "behind" in ready.body["detail"]
+    assert health.status == 200
+
+
+async def test_metrics_count_requests_by_route(api: Api, make_api: AppFactory) -> None:
+    await api.get("/healthz")
+    await api.get("/v1/sites/abc")
+    reply = await api.get("/metrics")
+    assert reply.status == 200
+    text = reply.raw.decode()
+    assert 'pos_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert 'route="/v1/sites/{site_id}",status="401"' in text
+    assert "pos_http_request_duration_seconds_bucket" in text
+
+
+async def test_the_contract_and_its_docs_are_served(api: Api) -> None:
+    spec = await api.get("/openapi.yaml")
+    assert spec.status == 200 and spec.raw == SPEC_PATH.read_bytes()
+    docs = await api.get("/docs")
+    assert docs.status == 200 and docs.content_type == "text/html"
+    page = docs.raw.decode()
+    assert 'url: "/openapi.yaml"' in page
+    asset = await api.get("/docs/static/swagger-ui-bundle.js")
+    assert asset.status == 200 and len(asset.raw) > 100_000
+    missing = await api.get("/docs/static/nothing.js")
+    assert missing.status == 404

@@ -1,0 +1,1 @@
+"""Test helpers: the contract-checking API client, factories, a manual clock."""

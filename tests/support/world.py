@@ -1,0 +1,109 @@
+"""Factories: a fresh admin, force, officer, providers and sites for one test."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from service.auth import display_prefix, generate_key, hash_key
+from service.db import Pool
+from service.queries import api_keys
+from tests.support.api import Api
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def bootstrap_admin(db: Pool) -> str:
+    """The first admin key, made as `pos api-key create --role admin` makes it."""
+    secret = generate_key()
+    async with db.acquire() as conn:
+        await api_keys.create(
+            conn,
+            name=unique("admin"),
+            role="admin",
+            force_code=None,
+            provider_id=None,
+            key_hash=hash_key(secret),
+            prefix=display_prefix(secret),
+        )
+    return secret
+
+
+def site_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": unique("Site"),
+        "address": "1 Example Street, Leeds LS1 1AA",
+        "area": "Leeds",
+        "location": {"lat": 53.7997, "lon": -1.5492},
+        "genders_accepted": ["female"],
+        "languages": ["en"],
+        "interpreter_on_call": False,
+        "booking_mode": "instant",
+        "max_stay_hours": 72,
+        "phone": "+44 113 496 0000",
+    }
+    body.update(overrides)
+    return body
+
+
+def bed_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"label": unique("Room"), "room_type": "single"}
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class World:
+    api: Api
+    db: Pool
+    admin: str
+    force: str
+    officer: str
+    provider_id: str
+    provider: str
+    other_provider_id: str
+    other_provider: str
+
+    @classmethod
+    async def create(cls, api: Api, db: Pool) -> World:
+        admin = await bootstrap_admin(db)
+        force = unique("f")
+        reply = await api.post("/v1/forces", {"code": force, "name": f"Force {force}"}, key=admin)
+        assert reply.status == 201, reply.body
+        officer = await new_key(api, admin, role="officer", force=force)
+        provider_id = await new_provider(api, admin)
+        provider = await new_key(api, admin, role="provider", provider_id=provider_id)
+        other_provider_id = await new_provider(api, admin)
+        other_provider = await new_key(api, admin, role="provider", provider_id=other_provider_id)
+        return cls(
+            api, db, admin, force, officer, provider_id, provider, other_provider_id, other_provider
+        )
+
+    async def site(self, key: str | None = None, **overrides: Any) -> dict[str, Any]:
+        reply = await self.api.post("/v1/sites", site_body(**overrides), key=key or self.provider)
+        assert reply.status == 201, reply.body
+        site: dict[str, Any] = reply.body
+        return site
+
+    async def bed(self, site_id: str, key: str | None = None, **overrides: Any) -> dict[str, Any]:
+        reply = await self.api.post(
+            f"/v1/sites/{site_id}/beds", bed_body(**overrides), key=key or self.provider
+        )
+        assert reply.status == 201, reply.body
+        bed: dict[str, Any] = reply.body
+        return bed
+
+
+async def new_provider(api: Api, admin: str) -> str:
+    reply = await api.post("/v1/providers", {"name": unique("Provider")}, key=admin)
+    assert reply.status == 201, reply.body
+    return str(reply.body["id"])
+
+
+async def new_key(api: Api, admin: str, **body: Any) -> str:
+    reply = await api.post("/v1/api-keys", {"name": unique("key"), **body}, key=admin)
+    assert reply.status == 201, reply.body
+    return str(reply.body["key"])
