@@ -10,6 +10,8 @@ from aiohttp import web
 from service import keys
 from service.clock import Clock, SystemClock
 from service.db import create_pool, resolve_dsn
+from service.domain.bookings import Policy
+from service.jobs import expiry_job
 from service.metrics import Metrics
 from service.middlewares import authenticate, errors, idempotency, request_context
 from service.resources import openapi_path
@@ -40,7 +42,11 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, dsn: str | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    dsn: str | None = None,
+    run_jobs: bool = True,
 ) -> web.Application:
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
@@ -50,7 +56,10 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
+    app[keys.POLICY] = Policy.from_settings(settings)
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.cleanup_ctx.append(_database(dsn))
+    if run_jobs:
+        app.cleanup_ctx.append(expiry_job)
     add_routes(app)
     return app

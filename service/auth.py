@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
+import asyncpg
+
+from service.db import Connection
 from service.errors import Forbidden, NotFound
+from service.queries import api_keys
 
 Role = Literal["admin", "officer", "provider"]
 
@@ -29,6 +33,28 @@ def hash_key(key: str) -> bytes:
 
 def display_prefix(key: str) -> str:
     return key[:DISPLAY_PREFIX_LENGTH]
+
+
+async def issue_key(
+    conn: Connection,
+    *,
+    name: str,
+    role: Role,
+    force_code: str | None,
+    provider_id: UUID | None,
+) -> tuple[asyncpg.Record, str]:
+    """Create a key; returns its row and the secret, which is never stored or shown again."""
+    secret = generate_key()
+    row = await api_keys.create(
+        conn,
+        name=name,
+        role=role,
+        force_code=force_code,
+        provider_id=provider_id,
+        key_hash=hash_key(secret),
+        prefix=display_prefix(secret),
+    )
+    return row, secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from service.auth import Principal
     from service.db import Connection, Pool
+    from service.domain.bookings import Policy
     from service.metrics import Metrics
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -19,6 +20,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 POOL: web.AppKey[Pool] = web.AppKey("pool")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
+POLICY: web.AppKey[Policy] = web.AppKey("policy")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

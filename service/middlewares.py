@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -102,6 +103,19 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem_response(
             Problem(detail, slug=slug, title=title, status=exc.status, headers=allow)
+        )
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+        # Lock ordering should make these impossible; if one happens the request did nothing
+        # (its transaction rolled back) and may simply be retried.
+        log.exception("database conflict, request rolled back")
+        return problem_response(
+            Problem(
+                "the database was busy with a conflicting change; retry the request",
+                slug="busy",
+                title="Busy, retry",
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         )
     except Exception:
         log.exception("unhandled error")

@@ -12,7 +12,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 
@@ -347,6 +349,158 @@ class Occupancy(Out):
     start: datetime
     end: datetime
     beds: list[OccupancyBed]
+
+
+# --- availability and bookings -----------------------------------------------------------
+
+BookingStatus = Literal[
+    "held",
+    "pending",
+    "confirmed",
+    "arrived",
+    "departed",
+    "expired",
+    "cancelled",
+    "declined",
+    "no_show",
+]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class AvailabilityQuery(Query):
+    start: Timestamp | None = None
+    end: Timestamp
+    gender: Gender | None = None
+    dependants: int = Field(default=0, ge=0, le=20)
+    wheelchair: bool = False
+    language: LanguageCode | None = None
+    near_lat: float | None = Field(default=None, ge=-90, le=90)
+    near_lon: float | None = Field(default=None, ge=-180, le=180)
+    max_km: float | None = Field(default=None, gt=0, le=2000)
+    avoid_lat: float | None = Field(default=None, ge=-90, le=90)
+    avoid_lon: float | None = Field(default=None, ge=-180, le=180)
+    avoid_km: float | None = Field(default=None, gt=0, le=1000)
+    limit: int = Field(default=20, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _points_are_whole(self) -> Self:
+        if (self.near_lat is None) != (self.near_lon is None):
+            raise ValueError("give near_lat and near_lon together")
+        if self.max_km is not None and self.near_lat is None:
+            raise ValueError("max_km needs near_lat and near_lon")
+        avoid = (self.avoid_lat, self.avoid_lon, self.avoid_km)
+        if any(v is None for v in avoid) and any(v is not None for v in avoid):
+            raise ValueError("give avoid_lat, avoid_lon and avoid_km together")
+        return self
+
+
+class AvailabilityItem(Out):
+    site_id: UUID
+    name: str
+    provider: str
+    area: str
+    distance_km: int | None
+    free_beds: int
+    booking_mode: BookingMode
+    languages: list[str]
+    interpreter_on_call: bool
+
+
+class AvailabilityOut(Out):
+    items: list[AvailabilityItem]
+    total: int
+
+
+class NeedsIn(Body):
+    gender: Gender
+    dependants: int = Field(default=0, ge=0, le=20)
+    wheelchair: bool = False
+    language: LanguageCode | None = None
+
+
+class BookingIn(Body):
+    site_id: UUID
+    start: Timestamp
+    end: Timestamp
+    needs: NeedsIn
+    person_ref: Short
+    custody_suite: Name
+    officer_collar: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
+    ]
+    notes: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        _window_errors(self.start, self.end)
+        return self
+
+
+class ActionIn(Body):
+    reason: Text500 | None = None
+
+
+class ExtendIn(Body):
+    end: Timestamp
+    reason: Text500 | None = None
+
+
+class NeedsOut(Out):
+    gender: Gender
+    dependants: int
+    wheelchair: bool
+    language: str | None
+
+
+class HistoryEntry(Out):
+    action: str
+    status: BookingStatus
+    at: datetime
+    by: str
+    reason: str | None
+
+
+class BookingSite(Out):
+    name: str
+    area: str
+    # Present only where SPEC section 4 allows: absent, not null, otherwise.
+    address: str | None = None
+    phone: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_hidden(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class BookingOut(Out):
+    id: UUID
+    site_id: UUID
+    force: str
+    bed_id: UUID
+    status: BookingStatus
+    start: datetime
+    end: datetime
+    needs: NeedsOut
+    person_ref: str | None
+    custody_suite: str
+    officer_collar: str | None
+    notes: str | None
+    hold_expires_at: datetime | None
+    respond_by: datetime | None
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+    history: list[HistoryEntry]
+    site: BookingSite
+    created_at: datetime
+    updated_at: datetime
+
+
+class BookingListQuery(PageQuery):
+    status: BookingStatus | None = None
+    site_id: UUID | None = None
+    force: ForceCode | None = None
+    updated_since: Timestamp | None = None
 
 
 # --- system -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers import api_keys, capacity, reference, system
+from service.domain.lifecycle import ACTIONS
+from service.handlers import api_keys, bookings, capacity, reference, system
 
 
 def add_routes(app: web.Application) -> None:
@@ -38,3 +39,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/sites/{site_id}/blocks", capacity.create_block)
     r.add_delete("/v1/sites/{site_id}/blocks/{block_id}", capacity.delete_block)
     r.add_get("/v1/sites/{site_id}/occupancy", capacity.occupancy)
+
+    r.add_get("/v1/availability", bookings.availability)
+    r.add_get("/v1/bookings", bookings.list_bookings)
+    r.add_post("/v1/bookings", bookings.create_booking)
+    r.add_get("/v1/bookings/{booking_id}", bookings.get_booking)
+    for action in ACTIONS:
+        r.add_post(f"/v1/bookings/{{booking_id}}/{action}", bookings.action_handler(action))

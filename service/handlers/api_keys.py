@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from service import keys, paging
-from service.auth import display_prefix, generate_key, hash_key, require_role
+from service.auth import issue_key, require_role
 from service.errors import NotFound, ValidationProblem
 from service.handlers.common import (
     connection,
@@ -41,7 +41,6 @@ def key_out(row: asyncpg.Record) -> ApiKeyOut:
 async def create_api_key(request: web.Request) -> web.Response:
     require_role(principal(request), "admin")
     body = await read_body(request, ApiKeyIn)
-    secret = generate_key()
     async with transaction(request) as conn:
         if body.force is not None and not await reference.force_exists(conn, body.force):
             raise ValidationProblem(
@@ -54,14 +53,12 @@ async def create_api_key(request: web.Request) -> web.Response:
                 "no provider has that id",
                 errors=[{"field": "provider_id", "message": "no such provider"}],
             )
-        row = await api_keys.create(
+        row, secret = await issue_key(
             conn,
             name=body.name,
             role=body.role,
             force_code=body.force,
             provider_id=body.provider_id,
-            key_hash=hash_key(secret),
-            prefix=display_prefix(secret),
         )
     created = key_out(row)
     # A replay (same Idempotency-Key) confirms the key exists but cannot show its secret again.

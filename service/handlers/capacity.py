@@ -10,6 +10,8 @@ from aiohttp import web
 from service import paging
 from service.auth import Principal, check_provider_scope, require_role
 from service.db import Connection
+from service.domain import claims
+from service.domain.bookings import lock_bed_for_claim
 from service.errors import Conflict, NotFound, PreconditionFailed
 from service.handlers.common import (
     connection,
@@ -91,16 +93,6 @@ def block_out(row: asyncpg.Record) -> BlockOut:
         reason=row["reason"],
         created_at=row["created_at"],
     )
-
-
-def conflict_body(row: asyncpg.Record) -> dict[str, object]:
-    return {
-        "kind": row["kind"],
-        "id": str(row["id"]),
-        "status": row["status"],
-        "start": row["start"].isoformat().replace("+00:00", "Z"),
-        "end": row["end"].isoformat().replace("+00:00", "Z"),
-    }
 
 
 # --- scope ------------------------------------------------------------------------------------
@@ -256,12 +248,8 @@ async def delete_bed(request: web.Request) -> web.Response:
         _check_version(request, current["version"])
         claim = await allocations.find_future_claim(conn, bed_id, at)
         if claim is not None:
-            raise Conflict(
-                f"the bed still has a {claim['kind']} ({claim['status']}) from "
-                f"{claim['start'].isoformat()} to {claim['end'].isoformat()}; "
-                "end or move it before removing the bed",
-                slug="bed-in-use",
-                extra={"conflict": conflict_body(claim)},
+            raise claims.overlap(
+                claim, slug="bed-in-use", detail="the bed is still claimed; end that claim first"
             )
         await beds.retire(conn, bed_id, at)
     return web.Response(status=204)
@@ -302,21 +290,14 @@ async def create_block(request: web.Request) -> web.Response:
             # A savepoint, so the transaction survives the exclusion violation long enough to
             # look up and name what is in the way.
             async with conn.transaction():
+                await lock_bed_for_claim(conn, body.bed_id, at)
                 row = await allocations.insert_block(
                     conn, site_id, body.bed_id, body.start, body.end, body.reason
                 )
         except asyncpg.ExclusionViolationError:
             claim = await allocations.find_conflict(conn, body.bed_id, body.start, body.end, at)
-            raise Conflict(
-                "the bed is already claimed in that period"
-                + (
-                    f" by a {claim['kind']} ({claim['status']}) from "
-                    f"{claim['start'].isoformat()} to {claim['end'].isoformat()}"
-                    if claim is not None
-                    else ""
-                ),
-                slug="overlap",
-                extra={"conflict": conflict_body(claim)} if claim is not None else None,
+            raise claims.overlap(
+                claim, slug="overlap", detail="the bed is already claimed in that period"
             ) from None
     return json_response(
         block_out(row),

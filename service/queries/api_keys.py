@@ -37,6 +37,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (key_hash) DO NOTHING
 """
 
+EXISTS = "SELECT EXISTS (SELECT 1 FROM api_key WHERE key_hash = $1)"
+IS_LIVE = "SELECT EXISTS (SELECT 1 FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL)"
+
 LIST = """
 SELECT id, name, role, force_code, provider_id, prefix, created_at, last_used_at, revoked_at
 FROM api_key
@@ -87,6 +90,14 @@ async def create_if_absent(
     await conn.execute(
         INSERT_IF_ABSENT, uuid4(), name, role, force_code, provider_id, key_hash, prefix
     )
+
+
+async def exists(conn: Connection, key_hash: bytes) -> bool:
+    return bool(await conn.fetchval(EXISTS, key_hash))
+
+
+async def is_live(conn: Connection, key_hash: bytes) -> bool:
+    return bool(await conn.fetchval(IS_LIVE, key_hash))
 
 
 async def list_page(conn: Connection, after: Position | None, limit: int) -> list[asyncpg.Record]:

@@ -56,6 +56,15 @@ RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, 
           version, created_at, updated_at
 """
 
+# Every write that claims time on a bed (hold, block, extend) first takes this lock, so claims
+# on one bed queue one behind the other. Without it, two concurrent overlapping inserts can
+# each wait in the exclusion constraint for the other to finish: a deadlock. The constraint
+# stays the arbiter; the lock only orders the contenders. Also waits for a provider changing
+# or retiring the bed (FOR UPDATE there).
+LOCK_FOR_CLAIM = """
+SELECT in_service AND removed_at IS NULL FROM bed WHERE id = $1 FOR NO KEY UPDATE
+"""
+
 RETIRE = "UPDATE bed SET removed_at = $2, version = version + 1, updated_at = now() WHERE id = $1"
 
 
@@ -101,6 +110,12 @@ async def update(conn: Connection, bed_id: UUID, patch: BedPatch) -> asyncpg.Rec
     )
     assert row is not None
     return row
+
+
+async def lock_for_claim(conn: Connection, bed_id: UUID) -> bool | None:
+    """None when there is no such bed."""
+    bookable: bool | None = await conn.fetchval(LOCK_FOR_CLAIM, bed_id)
+    return bookable
 
 
 async def retire(conn: Connection, bed_id: UUID, at: datetime) -> None:

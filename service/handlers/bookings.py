@@ -1,0 +1,300 @@
+"""Availability search, holds, and the booking lifecycle."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+
+from service import keys, paging
+from service.auth import Principal, require_role
+from service.domain import bookings as domain
+from service.domain.beds import Needs
+from service.domain.ranking import SiteMatch, rank, shown_distance
+from service.errors import NotFound, ValidationProblem
+from service.handlers.common import (
+    connection,
+    json_response,
+    now,
+    path_id,
+    principal,
+    read_body,
+    read_query,
+    transaction,
+)
+from service.models import (
+    ActionIn,
+    AvailabilityItem,
+    AvailabilityOut,
+    AvailabilityQuery,
+    BookingIn,
+    BookingListQuery,
+    BookingOut,
+    BookingSite,
+    ExtendIn,
+    HistoryEntry,
+    NeedsOut,
+    Page,
+)
+from service.queries import availability as availability_queries
+from service.queries import bookings
+
+# The longest window a search may ask about: the longest stay any site may offer.
+MAX_SEARCH_WINDOW = timedelta(hours=720)
+
+
+# --- availability ---------------------------------------------------------------------------
+
+
+async def availability(request: web.Request) -> web.Response:
+    who = principal(request)
+    require_role(who, "officer", "admin")
+    query = read_query(request, AvailabilityQuery)
+    at = now(request)
+    start = query.start or at
+    domain.check_window(start, query.end, at)
+    if query.end - start > MAX_SEARCH_WINDOW:
+        raise ValidationProblem(
+            "the window is longer than any stay",
+            errors=[{"field": "end", "message": "at most 720 hours after start"}],
+        )
+    needs = Needs(
+        gender=query.gender,
+        dependants=query.dependants,
+        wheelchair=query.wheelchair,
+        language=query.language,
+    )
+    near = (
+        None
+        if query.near_lat is None or query.near_lon is None
+        else (query.near_lat, query.near_lon)
+    )
+    avoid = None
+    if query.avoid_lat is not None and query.avoid_lon is not None and query.avoid_km:
+        avoid = (query.avoid_lat, query.avoid_lon, query.avoid_km)
+    async with transaction(request) as conn:
+        rows = await availability_queries.search(
+            conn,
+            start=start,
+            end=query.end,
+            at=at,
+            needs=needs,
+            near=near,
+            max_km=query.max_km,
+            avoid=avoid,
+        )
+        # Every search is counted (for unmet demand), with the needs but never the points.
+        await availability_queries.record_search(
+            conn,
+            at=at,
+            api_key_id=who.key_id,
+            role=who.role,
+            force_code=who.force_code,
+            start=start,
+            end=query.end,
+            needs=needs,
+            near_given=near is not None,
+            max_km=query.max_km,
+            avoid_km=query.avoid_km,
+            sites_found=len(rows),
+            beds_found=sum(r["free_beds"] for r in rows),
+        )
+    request.app[keys.METRICS].searches.labels("yes" if rows else "no").inc()
+    ranked = rank((_match(r) for r in rows), needs.language)
+    return json_response(
+        AvailabilityOut(
+            items=[_item(m) for m in ranked[: query.limit]],
+            total=len(ranked),
+        )
+    )
+
+
+def _match(row: asyncpg.Record) -> SiteMatch:
+    return SiteMatch(
+        site_id=row["id"],
+        name=row["name"],
+        provider=row["provider"],
+        area=row["area"],
+        distance_km=row["distance_km"],
+        free_beds=row["free_beds"],
+        booking_mode=row["booking_mode"],
+        languages=tuple(row["languages"]),
+        interpreter_on_call=row["interpreter_on_call"],
+    )
+
+
+def _item(match: SiteMatch) -> AvailabilityItem:
+    return AvailabilityItem(
+        site_id=match.site_id,
+        name=match.name,
+        provider=match.provider,
+        area=match.area,
+        distance_km=shown_distance(match.distance_km),
+        free_beds=match.free_beds,
+        booking_mode=match.booking_mode,
+        languages=list(match.languages),
+        interpreter_on_call=match.interpreter_on_call,
+    )
+
+
+# --- presenting bookings --------------------------------------------------------------------
+
+
+def booking_out(
+    row: asyncpg.Record, history: Sequence[asyncpg.Record], who: Principal
+) -> BookingOut:
+    show = domain.can_see_address(who, row["status"])
+    return BookingOut(
+        id=row["id"],
+        site_id=row["site_id"],
+        force=row["force_code"],
+        bed_id=row["bed_id"],
+        status=row["status"],
+        start=row["start"],
+        end=row["end"],
+        needs=NeedsOut(
+            gender=row["gender"],
+            dependants=row["dependants"],
+            wheelchair=row["wheelchair"],
+            language=row["language"],
+        ),
+        person_ref=row["person_ref"],
+        custody_suite=row["custody_suite"],
+        officer_collar=row["officer_collar"],
+        notes=row["notes"],
+        hold_expires_at=row["hold_expires_at"],
+        respond_by=row["respond_by"],
+        checked_in_at=row["checked_in_at"],
+        checked_out_at=row["checked_out_at"],
+        history=[
+            HistoryEntry(
+                action=h["action"],
+                status=h["status"],
+                at=h["at"],
+                by=h["actor"],
+                reason=h["reason"],
+            )
+            for h in history
+        ],
+        site=BookingSite(
+            name=row["site_name"],
+            area=row["site_area"],
+            address=row["site_address"] if show else None,
+            phone=row["site_phone"] if show else None,
+        ),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _present(request: web.Request, booking_id: UUID) -> BookingOut:
+    who = principal(request)
+    async with connection(request) as conn:
+        row = await bookings.get(conn, booking_id, now(request))
+        if row is None or not domain.in_scope(who, row["force_code"], row["provider_id"]):
+            raise NotFound("booking not found")
+        history = await bookings.history(conn, [booking_id])
+    return booking_out(row, history, who)
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+async def create_booking(request: web.Request) -> web.Response:
+    who = principal(request)
+    require_role(who, "officer")
+    body = await read_body(request, BookingIn)
+    at = now(request)
+    domain.check_window(body.start, body.end, at)
+    hold = domain.HoldRequest(
+        site_id=body.site_id,
+        start=body.start,
+        end=body.end,
+        needs=Needs(
+            gender=body.needs.gender,
+            dependants=body.needs.dependants,
+            wheelchair=body.needs.wheelchair,
+            language=body.needs.language,
+        ),
+        person_ref=body.person_ref,
+        custody_suite=body.custody_suite,
+        officer_collar=body.officer_collar,
+        notes=body.notes,
+    )
+    async with transaction(request) as conn:
+        booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+    request.app[keys.METRICS].bookings.labels("held").inc()
+    return json_response(
+        await _present(request, booking_id),
+        status=201,
+        headers={"Location": f"/v1/bookings/{booking_id}"},
+    )
+
+
+async def get_booking(request: web.Request) -> web.Response:
+    return json_response(await _present(request, path_id(request, "booking_id", "booking")))
+
+
+async def list_bookings(request: web.Request) -> web.Response:
+    who = principal(request)
+    query = read_query(request, BookingListQuery)
+    async with connection(request) as conn:
+        rows = await bookings.list_page(
+            conn,
+            now(request),
+            scope_force=who.force_code if who.role == "officer" else None,
+            scope_provider=who.provider_id if who.role == "provider" else None,
+            force=query.force,
+            site_id=query.site_id,
+            status=query.status,
+            updated_since=query.updated_since,
+            after=paging.decode_position(query.cursor),
+            limit=query.limit + 1,
+        )
+        items, cursor = paging.split_page(rows, query.limit, paging.by_created)
+        history = await bookings.history(conn, [r["id"] for r in items])
+    by_booking: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
+    for entry in history:
+        by_booking[entry["booking_id"]].append(entry)
+    return json_response(
+        Page[BookingOut](
+            items=[booking_out(r, by_booking[r["id"]], who) for r in items], next_cursor=cursor
+        )
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def action_handler(action: str) -> Handler:
+    """POST /v1/bookings/{id}/<action>: one handler per lifecycle action."""
+
+    async def handle(request: web.Request) -> web.Response:
+        who = principal(request)
+        booking_id = path_id(request, "booking_id", "booking")
+        new_end = None
+        if action == "extend":
+            extend = await read_body(request, ExtendIn)
+            reason, new_end = extend.reason, extend.end
+        else:
+            reason = (await read_body(request, ActionIn)).reason if request.body_exists else None
+        async with transaction(request) as conn:
+            status = await domain.act(
+                conn,
+                who,
+                booking_id,
+                action,
+                now(request),
+                request.app[keys.POLICY],
+                reason=reason,
+                new_end=new_end,
+            )
+        request.app[keys.METRICS].bookings.labels(status).inc()
+        return json_response(await _present(request, booking_id))
+
+    handle.__name__ = f"{action.replace('-', '_')}_booking"
+    return handle

@@ -1,0 +1,59 @@
+"""Background jobs, coordinated through the database so any number of replicas may run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from service import keys
+from service.clock import Clock
+from service.db import Pool
+from service.domain.bookings import expire_lapsed
+
+log = structlog.get_logger(__name__)
+
+SWEEP_BATCH = 500
+
+
+async def sweep_once(pool: Pool, clock: Clock) -> int:
+    """Expire every hold and pending request past its deadline; returns how many.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas sweeping at once split the work
+    and never expire a booking twice.
+    """
+    total = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            done = await expire_lapsed(conn, clock.now(), limit=SWEEP_BATCH)
+        total += done
+        if done < SWEEP_BATCH:
+            return total
+
+
+async def expiry_job(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: run the sweeper every SWEEP_INTERVAL_SECONDS; stop it cleanly at shutdown."""
+    interval = app[keys.SETTINGS].sweep_interval_seconds
+
+    async def loop() -> None:
+        while True:
+            try:
+                expired = await sweep_once(app[keys.POOL], app[keys.CLOCK])
+                if expired:
+                    log.info("expired lapsed bookings", count=expired)
+                    app[keys.METRICS].bookings.labels("expired").inc(expired)
+            except Exception:  # a failed sweep is retried next interval; the job must live on
+                log.exception("expiry sweep failed")
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(loop(), name="expiry-sweeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("expiry job stopped")

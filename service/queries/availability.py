@@ -1,0 +1,120 @@
+"""Availability: active sites with at least one matching bed free for the whole window."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from service.db import Connection
+from service.domain.beds import Needs
+
+# Hard filters only; ranking (language, then distance) is the domain's. Coordinates stay in
+# the database: only the distance leaves it.
+SEARCH = """
+WITH site_match AS (
+    SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
+           s.interpreter_on_call,
+           CASE WHEN $7::float8 IS NULL THEN NULL
+                ELSE great_circle_km($7, $8::float8, s.lat, s.lon) END AS distance_km
+    FROM site s
+    JOIN provider p ON p.id = s.provider_id
+    WHERE s.status = 'active'
+      AND ($4::text IS NULL OR $4 = ANY (s.genders_accepted))
+      AND $2::timestamptz - $1::timestamptz <= make_interval(hours => s.max_stay_hours)
+      AND ($10::float8 IS NULL
+           OR great_circle_km($10, $11::float8, s.lat, s.lon) >= $12::float8)
+), with_beds AS (
+    SELECT m.*,
+           (SELECT count(*) FROM bed b
+            WHERE b.site_id = m.id AND b.removed_at IS NULL AND b.in_service
+              AND b.max_dependants >= $5::int
+              AND (b.wheelchair_accessible OR NOT $6::bool)
+              AND NOT EXISTS (
+                  SELECT 1 FROM allocation a
+                  WHERE a.bed_id = b.id AND a.period && tstzrange($1, $2, '[)')
+                    AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $3)
+              )) AS free_beds
+    FROM site_match m
+    WHERE $9::float8 IS NULL OR m.distance_km <= $9
+)
+SELECT id, name, provider, area, booking_mode, languages, interpreter_on_call, distance_km,
+       free_beds
+FROM with_beds
+WHERE free_beds > 0
+"""
+
+RECORD_SEARCH = """
+INSERT INTO search (
+    at, api_key_id, role, force_code, window_start, window_end, gender, dependants, wheelchair,
+    language, near_given, max_km, avoid_km, sites_found, beds_found
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+
+
+async def search(
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    at: datetime,
+    needs: Needs,
+    near: tuple[float, float] | None,
+    max_km: float | None,
+    avoid: tuple[float, float, float] | None,
+) -> list[asyncpg.Record]:
+    near_lat, near_lon = near if near is not None else (None, None)
+    avoid_lat, avoid_lon, avoid_km = avoid if avoid is not None else (None, None, None)
+    return await conn.fetch(
+        SEARCH,
+        start,
+        end,
+        at,
+        needs.gender,
+        needs.dependants,
+        needs.wheelchair,
+        near_lat,
+        near_lon,
+        max_km,
+        avoid_lat,
+        avoid_lon,
+        avoid_km,
+    )
+
+
+async def record_search(
+    conn: Connection,
+    *,
+    at: datetime,
+    api_key_id: UUID,
+    role: str,
+    force_code: str | None,
+    start: datetime,
+    end: datetime,
+    needs: Needs,
+    near_given: bool,
+    max_km: float | None,
+    avoid_km: float | None,
+    sites_found: int,
+    beds_found: int,
+) -> None:
+    await conn.execute(
+        RECORD_SEARCH,
+        at,
+        api_key_id,
+        role,
+        force_code,
+        start,
+        end,
+        needs.gender,
+        needs.dependants,
+        needs.wheelchair,
+        needs.language,
+        near_given,
+        max_km,
+        avoid_km,
+        sites_found,
+        beds_found,
+    )

@@ -1,0 +1,293 @@
+"""Bookings: holds, transitions, their history and events, expiry, and reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from service.db import Connection
+from service.paging import Position
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One step in a booking's history, and the event it emits."""
+
+    booking_id: UUID
+    action: str
+    status: str
+    at: datetime
+    actor: str
+    api_key_id: UUID | None
+    reason: str | None
+    event: str
+
+
+SITE_FOR_BOOKING = """
+SELECT id, provider_id, status, genders_accepted, booking_mode, max_stay_hours
+FROM site WHERE id = $1
+"""
+
+# In-service beds of the site that meet the hard needs and have no live claim overlapping the
+# window. Best fit among them is the domain's choice (service.domain.beds).
+FREE_BEDS = """
+SELECT b.id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants
+FROM bed b
+WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
+  AND b.max_dependants >= $4
+  AND (b.wheelchair_accessible OR NOT $5)
+  AND NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE a.bed_id = b.id AND a.period && tstzrange($2, $3, '[)')
+        AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $6)
+  )
+"""
+
+INSERT_HOLD = """
+INSERT INTO allocation (id, site_id, bed_id, kind, status, period, hold_expires_at)
+VALUES ($1, $2, $3, 'booking', 'held', tstzrange($4, $5, '[)'), $6)
+"""
+
+INSERT_BOOKING = """
+INSERT INTO booking (
+    id, site_id, force_code, gender, dependants, wheelchair, language, custody_suite,
+    person_ref, officer_collar, notes, created_by
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+
+INSERT_TRANSITION = """
+INSERT INTO booking_transition (booking_id, action, status, at, actor, api_key_id, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+# The event carries no personal field: ids, state, the window, and who it concerns.
+INSERT_EVENT = """
+INSERT INTO event (type, booking_id, site_id, force_code, provider_id, data, occurred_at)
+SELECT $2, b.id, b.site_id, b.force_code, s.provider_id,
+       jsonb_build_object(
+           'booking_id', b.id, 'status', a.status, 'site_id', b.site_id,
+           'force', b.force_code, 'bed_id', a.bed_id,
+           'start', lower(a.period), 'end', upper(a.period)
+       ),
+       $3
+FROM booking b
+JOIN allocation a ON a.id = b.id
+JOIN site s ON s.id = b.site_id
+WHERE b.id = $1
+"""
+
+# Lapsed holds and pending requests, written off. SKIP LOCKED: rows another transaction is
+# already acting on (a confirm, another replica's sweep) are left to it.
+EXPIRE_LAPSED = """
+WITH due AS (
+    SELECT id, status,
+           CASE status WHEN 'held' THEN hold_expires_at ELSE respond_by END AS lapsed_at
+    FROM allocation
+    WHERE kind = 'booking'
+      AND ((status = 'held' AND hold_expires_at <= $1)
+           OR (status = 'pending' AND respond_by <= $1))
+      AND ($2::uuid IS NULL OR bed_id = $2)
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE allocation a SET status = 'expired', updated_at = now()
+FROM due
+WHERE a.id = due.id
+RETURNING a.id, due.status AS was, due.lapsed_at
+"""
+
+LOCK_FOR_ACTION = """
+SELECT a.id, allocation_status(a.status, a.hold_expires_at, a.respond_by, $2) AS status,
+       a.bed_id,
+       lower(a.period) AS start, upper(a.period) AS "end",
+       b.force_code, b.site_id, s.provider_id, s.booking_mode, s.max_stay_hours
+FROM allocation a
+JOIN booking b ON b.id = a.id
+JOIN site s ON s.id = b.site_id
+WHERE a.id = $1
+FOR UPDATE OF a
+"""
+
+SET_STATUS = """
+UPDATE allocation SET status = $2, respond_by = coalesce($3, respond_by), updated_at = now()
+WHERE id = $1
+"""
+
+SET_END = """
+UPDATE allocation SET period = tstzrange(lower(period), $2, '[)'), updated_at = now()
+WHERE id = $1
+"""
+
+MARK_CHECKED_IN = "UPDATE booking SET checked_in_at = $2 WHERE id = $1"
+MARK_CHECKED_OUT = "UPDATE booking SET checked_out_at = $2 WHERE id = $1"
+
+# What a caller reads: the effective status (a lapsed hold reads as expired at once).
+SELECT_BOOKINGS = """
+SELECT b.id, b.site_id, b.force_code, a.bed_id,
+       allocation_status(a.status, a.hold_expires_at, a.respond_by, $1) AS status,
+       lower(a.period) AS start, upper(a.period) AS "end",
+       b.gender, b.dependants, b.wheelchair, b.language,
+       b.person_ref, b.custody_suite, b.officer_collar, b.notes,
+       a.hold_expires_at, a.respond_by, b.checked_in_at, b.checked_out_at,
+       b.created_at, a.updated_at,
+       s.provider_id, s.name AS site_name, s.area AS site_area,
+       s.address AS site_address, s.phone AS site_phone
+FROM booking b
+JOIN allocation a ON a.id = b.id
+JOIN site s ON s.id = b.site_id
+"""
+
+GET = SELECT_BOOKINGS + "WHERE b.id = $2"
+
+# Scope first ($2 force for officers, $3 provider for providers), then the caller's filters.
+LIST = (
+    SELECT_BOOKINGS
+    + """
+WHERE ($2::text IS NULL OR b.force_code = $2)
+  AND ($3::uuid IS NULL OR s.provider_id = $3)
+  AND ($4::text IS NULL OR b.force_code = $4)
+  AND ($5::uuid IS NULL OR b.site_id = $5)
+  AND ($6::text IS NULL OR allocation_status(a.status, a.hold_expires_at, a.respond_by, $1) = $6)
+  AND ($7::timestamptz IS NULL OR a.updated_at >= $7)
+  AND ($8::timestamptz IS NULL OR (b.created_at, b.id) > ($8, $9))
+ORDER BY b.created_at, b.id
+LIMIT $10
+"""
+)
+
+HISTORY = """
+SELECT booking_id, action, status, at, actor, reason
+FROM booking_transition
+WHERE booking_id = ANY($1::uuid[])
+ORDER BY booking_id, id
+"""
+
+
+async def site_for_booking(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(SITE_FOR_BOOKING, site_id)
+
+
+async def free_beds(
+    conn: Connection,
+    site_id: UUID,
+    start: datetime,
+    end: datetime,
+    dependants: int,
+    wheelchair: bool,
+    at: datetime,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(FREE_BEDS, site_id, start, end, dependants, wheelchair, at)
+
+
+async def insert_hold(
+    conn: Connection,
+    booking_id: UUID,
+    site_id: UUID,
+    bed_id: UUID,
+    start: datetime,
+    end: datetime,
+    hold_expires_at: datetime,
+) -> None:
+    await conn.execute(INSERT_HOLD, booking_id, site_id, bed_id, start, end, hold_expires_at)
+
+
+async def insert_booking(conn: Connection, booking_id: UUID, values: dict[str, Any]) -> None:
+    await conn.execute(
+        INSERT_BOOKING,
+        booking_id,
+        values["site_id"],
+        values["force_code"],
+        values["gender"],
+        values["dependants"],
+        values["wheelchair"],
+        values["language"],
+        values["custody_suite"],
+        values["person_ref"],
+        values["officer_collar"],
+        values["notes"],
+        values["created_by"],
+    )
+
+
+async def record(conn: Connection, transitions: Sequence[Transition]) -> None:
+    """Each step's history row and its event, in the caller's transaction."""
+    await conn.executemany(INSERT_TRANSITION, [astuple(t)[:7] for t in transitions])
+    await conn.executemany(INSERT_EVENT, [(t.booking_id, t.event, t.at) for t in transitions])
+
+
+async def expire_lapsed(
+    conn: Connection,
+    at: datetime,
+    *,
+    bed_id: UUID | None = None,
+    limit: int = 500,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(EXPIRE_LAPSED, at, bed_id, limit)
+
+
+async def lock_for_action(
+    conn: Connection, booking_id: UUID, at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK_FOR_ACTION, booking_id, at)
+
+
+async def set_status(
+    conn: Connection, booking_id: UUID, status: str, respond_by: datetime | None = None
+) -> None:
+    await conn.execute(SET_STATUS, booking_id, status, respond_by)
+
+
+async def set_end(conn: Connection, booking_id: UUID, end: datetime) -> None:
+    await conn.execute(SET_END, booking_id, end)
+
+
+async def mark_checked_in(conn: Connection, booking_id: UUID, at: datetime) -> None:
+    await conn.execute(MARK_CHECKED_IN, booking_id, at)
+
+
+async def mark_checked_out(conn: Connection, booking_id: UUID, at: datetime) -> None:
+    await conn.execute(MARK_CHECKED_OUT, booking_id, at)
+
+
+async def get(conn: Connection, booking_id: UUID, at: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET, at, booking_id)
+
+
+async def list_page(
+    conn: Connection,
+    at: datetime,
+    *,
+    scope_force: str | None,
+    scope_provider: UUID | None,
+    force: str | None,
+    site_id: UUID | None,
+    status: str | None,
+    updated_since: datetime | None,
+    after: Position | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    created_at, booking_id = after if after is not None else (None, None)
+    return await conn.fetch(
+        LIST,
+        at,
+        scope_force,
+        scope_provider,
+        force,
+        site_id,
+        status,
+        updated_since,
+        created_at,
+        booking_id,
+        limit,
+    )
+
+
+async def history(conn: Connection, booking_ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(HISTORY, list(booking_ids))
