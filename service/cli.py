@@ -1,4 +1,4 @@
-"""The `pos` commands: serve, migrate, api-key create|list|revoke."""
+"""The `pos` commands: serve, migrate, seed-demo, api-key create|list|revoke."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.auth import display_prefix, generate_key, hash_key
+from service.auth import issue_key
 from service.db import Connection, create_pool, resolve_dsn
+from service.demo import DemoKey, live_demo_keys, seed_demo
 from service.log import configure_logging
 from service.migrate import is_current, migrate
 from service.queries import api_keys, reference
@@ -34,8 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="migrate, then serve HTTP on HOST:PORT")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument(
+        "--no-seed", action="store_true", help="do not seed the demo data (same as SEED_DEMO=false)"
+    )
 
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    commands.add_parser("seed-demo", help="load the demo data set (once; development only)")
 
     key = commands.add_parser("api-key", help="create, list or revoke API keys")
     key_commands = key.add_subparsers(dest="key_command", required=True)
@@ -73,6 +78,25 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.environment == "production":
+        print("pos seed-demo: refused in production (the demo keys are public)", file=sys.stderr)
+        return 2
+    async with _database(settings) as conn:
+        seeded = await seed_demo(conn)
+        _print_demo_keys(await live_demo_keys(conn))
+    print("demo data seeded" if seeded else "demo data already present")
+    return 0
+
+
+def _print_demo_keys(demo_keys: list[DemoKey]) -> None:
+    if not demo_keys:
+        return
+    print("Demo API keys (development only, published in README.md):")
+    for key in demo_keys:
+        print(f"  {key.role:<9} {key.secret}")
+
+
 async def _key_problem(conn: Connection, args: argparse.Namespace) -> str | None:
     if args.role == "officer" and not args.force:
         return "an officer key needs --force CODE"
@@ -96,15 +120,12 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
             if problem:
                 print(f"pos api-key create: {problem}", file=sys.stderr)
                 return 2
-            secret = generate_key()
-            row = await api_keys.create(
+            row, secret = await issue_key(
                 conn,
                 name=args.name,
                 role=args.role,
                 force_code=args.force,
                 provider_id=args.provider,
-                key_hash=hash_key(secret),
-                prefix=display_prefix(secret),
             )
             print(f"created {row['role']} key {row['id']} ({row['name']}); shown once:")
             print(secret)
@@ -129,13 +150,16 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     async def prepare() -> str:
         dsn = await resolve_dsn(settings)
-        if not args.no_migrate:
-            pool = await create_pool(dsn, min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                if not args.no_migrate:
                     await migrate(conn)
-            finally:
-                await pool.close()
+                if settings.seed_demo and not args.no_seed:
+                    await seed_demo(conn)
+                    _print_demo_keys(await live_demo_keys(conn))
+        finally:
+            await pool.close()
         return dsn
 
     dsn = asyncio.run(prepare())
@@ -165,7 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return cmd_serve(args, settings)
-    commands: dict[str, Command] = {"migrate": cmd_migrate, "api-key": cmd_api_key}
+    commands: dict[str, Command] = {
+        "migrate": cmd_migrate,
+        "api-key": cmd_api_key,
+        "seed-demo": cmd_seed_demo,
+    }
     try:
         return asyncio.run(commands[args.command](args, settings))
     except SchemaMissing:
