@@ -11,7 +11,6 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,9 +25,8 @@ from service.migrate import migrate
 from service.settings import Settings
 from tests.support.api import Api
 from tests.support.clock import ManualClock
+from tests.support.process import ROOT
 from tests.support.world import World
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def server_dsn() -> str:
@@ -88,6 +86,15 @@ async def db(database_dsn: str) -> AsyncIterator[Pool]:
     await pool.close()
 
 
+@pytest.fixture
+async def fresh_database(postgres_server: str) -> AsyncIterator[str]:
+    """An empty database of this test's own (no migrations), dropped afterwards."""
+    name = f"pos_t_{uuid.uuid4().hex[:12]}"
+    await ensure_database(postgres_server, name)
+    yield with_database(postgres_server, name)
+    await drop_database(postgres_server, name)
+
+
 AppFactory = Callable[..., Awaitable[Api]]
 
 
@@ -104,9 +111,14 @@ async def make_api(
         app_clock: Any = None,
         customise: Callable[[web.Application], None] | None = None,
         check_contract: bool = True,
+        run_jobs: bool = False,
     ) -> Api:
         app_settings = settings.model_copy(update=settings_overrides or {})
-        app = create_app(app_settings, clock=app_clock or clock, dsn=database_dsn)
+        # The expiry job is off unless a test asks for it: tests drive expiry by the clock
+        # and call the sweep themselves, so nothing runs behind their backs.
+        app = create_app(
+            app_settings, clock=app_clock or clock, dsn=database_dsn, run_jobs=run_jobs
+        )
         if customise is not None:
             customise(app)
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))

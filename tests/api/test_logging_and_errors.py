@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 import structlog
 from aiohttp import web
@@ -13,7 +14,8 @@ from structlog.testing import capture_logs
 
 from service.log import configure_logging
 from tests.conftest import AppFactory
-from tests.support.world import World, site_body
+from tests.support.clock import ManualClock
+from tests.support.world import World, bed_body, booking_body, site_body
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ async def test_every_log_line_of_a_request_carries_its_id(
 
 
 async def test_logs_never_carry_keys_or_personal_fields(
-    make_api: AppFactory, world: World, log_output: io.StringIO
+    make_api: AppFactory, world: World, log_output: io.StringIO, clock: ManualClock
 ) -> None:
     def add_failing_route(app: web.Application) -> None:
         async def boom(request: web.Request) -> web.Response:
@@ -70,9 +72,29 @@ async def test_logs_never_carry_keys_or_personal_fields(
     assert created.status == 201
     failed = await api.get("/v1/boom", key=world.provider)
     assert failed.status == 500
+    await api.post(f"/v1/sites/{created.body['id']}/beds", bed_body(), key=world.provider)
+    booking = booking_body(
+        created.body["id"],
+        clock.now(),
+        person_ref="PERSON-REF-991",
+        officer_collar="COLLAR-5150",
+        notes="fled from a car wash in Slough",
+    )
+    held = await api.post("/v1/bookings", booking, key=world.officer)
+    assert held.status == 201
+    confirmed = await api.post(f"/v1/bookings/{held.body['id']}/confirm", None, key=world.officer)
+    assert confirmed.status == 200
     output = log_output.getvalue()
-    assert world.provider not in output
-    assert "Secret Lane" not in output and "7700 900123" not in output
+    for secret in (
+        world.provider,
+        world.officer,
+        "Secret Lane",
+        "7700 900123",
+        "PERSON-REF-991",
+        "COLLAR-5150",
+        "car wash",
+    ):
+        assert secret not in output
     events = [line["event"] for line in _lines(log_output)]
     assert "unhandled error" in events and events.count("request") >= 2
 
@@ -96,3 +118,22 @@ async def test_unexpected_errors_are_a_bare_500(
     (error,) = [line for line in _lines(log_output) if line["event"] == "unhandled error"]
     assert error["request_id"] == "rid-500"
     assert "ZeroDivisionError" in json.dumps(error["exception"])
+
+
+async def test_a_database_conflict_is_a_retryable_503(make_api: AppFactory, world: World) -> None:
+    def add_deadlocking_route(app: web.Application) -> None:
+        async def deadlock(request: web.Request) -> web.Response:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+        app.router.add_post("/v1/deadlock", deadlock)
+
+    api = await make_api(customise=add_deadlocking_route, check_contract=False)
+    reply = await api.post(
+        "/v1/deadlock", {}, key=world.admin, headers={"Idempotency-Key": "retry-me"}
+    )
+    assert reply.status == 503 and reply.headers["Retry-After"] == "1"
+    assert reply.problem_type == "busy"
+    again = await api.post(
+        "/v1/deadlock", {}, key=world.admin, headers={"Idempotency-Key": "retry-me"}
+    )
+    assert again.status == 503 and "Idempotent-Replayed" not in again.headers

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 import yaml
 from aiohttp import web
 
 from service.app import create_app
-from service.db import ensure_database, with_database
 from service.settings import Settings
-from tests.conftest import AppFactory, drop_database
+from tests.conftest import AppFactory
 from tests.support.api import SPEC_PATH, Api
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
@@ -61,21 +56,13 @@ async def test_health_and_readiness(api: Api) -> None:
     assert (ready.status, ready.body) == (200, {"status": "ready"})
 
 
-@pytest.fixture
-async def empty_database(postgres_server: str) -> AsyncIterator[str]:
-    name = f"pos_empty_{uuid.uuid4().hex[:10]}"
-    await ensure_database(postgres_server, name)
-    yield with_database(postgres_server, name)
-    await drop_database(postgres_server, name)
-
-
 async def test_not_ready_when_migrations_are_missing(
-    settings: Settings, empty_database: str
+    settings: Settings, fresh_database: str
 ) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     app = create_app(
-        settings.model_copy(update={"database_url": empty_database}), dsn=empty_database
+        settings.model_copy(update={"database_url": fresh_database}), dsn=fresh_database
     )
     async with TestClient(TestServer(app)) as client:
         api = Api(client)

@@ -3,58 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
-import pytest
 
-from service.db import ensure_database, with_database
+from service.auth import issue_key
 from service.migrate import load_migrations
-from tests.conftest import ROOT, drop_database
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "ENVIRONMENT"}}
-    env.update({"LOG_FORMAT": "json", "SEED_DEMO": "false"}, **extra)
-    return env
-
-
-async def _pos(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def fresh_database(postgres_server: str) -> AsyncIterator[str]:
-    name = f"pos_cli_{uuid.uuid4().hex[:10]}"
-    await ensure_database(postgres_server, name)
-    yield with_database(postgres_server, name)
-    await drop_database(postgres_server, name)
+from service.models import SiteIn
+from service.queries import reference, sites
+from tests.support.process import pos, pos_env, served
+from tests.support.world import site_body
 
 
 async def test_two_migrate_processes_apply_each_migration_exactly_once(
     fresh_database: str,
 ) -> None:
-    env = _env(DATABASE_URL=fresh_database)
-    results = await asyncio.gather(_pos("migrate", env=env), _pos("migrate", env=env))
+    env = pos_env(DATABASE_URL=fresh_database)
+    results = await asyncio.gather(pos("migrate", env=env), pos("migrate", env=env))
     assert [code for code, _, _ in results] == [0, 0], results
     versions = [m.version for m in load_migrations()]
     applied_lines = [out.strip() for _, out, _ in results]
@@ -69,24 +37,24 @@ async def test_two_migrate_processes_apply_each_migration_exactly_once(
 
 
 async def test_api_key_commands(fresh_database: str) -> None:
-    env = _env(DATABASE_URL=fresh_database)
-    code, _, err = await _pos("api-key", "list", env=env)
+    env = pos_env(DATABASE_URL=fresh_database)
+    code, _, err = await pos("api-key", "list", env=env)
     assert code == 2 and "run `pos migrate` first" in err
-    assert (await _pos("migrate", env=env))[0] == 0
-    code, out, _ = await _pos("api-key", "create", "--role", "admin", "--name", "ops", env=env)
+    assert (await pos("migrate", env=env))[0] == 0
+    code, out, _ = await pos("api-key", "create", "--role", "admin", "--name", "ops", env=env)
     assert code == 0
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("pos_") and len(secret) > 40
-    code, listing, _ = await _pos("api-key", "list", env=env)
+    code, listing, _ = await pos("api-key", "list", env=env)
     assert code == 0 and "admin" in listing and "ops" in listing and secret not in listing
     key_id = listing.split()[0]
-    code, out, err = await _pos("api-key", "create", "--role", "officer", "--name", "x", env=env)
+    code, out, err = await pos("api-key", "create", "--role", "officer", "--name", "x", env=env)
     assert code == 2 and "needs --force" in err
-    code, out, err = await _pos(
+    code, out, err = await pos(
         "api-key", "create", "--role", "officer", "--force", "nowhere", "--name", "x", env=env
     )
     assert code == 2 and "no force" in err
-    assert (await _pos("api-key", "revoke", key_id, env=env))[0] == 0
+    assert (await pos("api-key", "revoke", key_id, env=env))[0] == 0
     conn = await asyncpg.connect(fresh_database)
     try:
         revoked = await conn.fetchval(
@@ -99,152 +67,92 @@ async def test_api_key_commands(fresh_database: str) -> None:
     assert secret.encode() not in stored
 
 
+async def test_seed_demo_command(fresh_database: str) -> None:
+    env = pos_env(DATABASE_URL=fresh_database)
+    assert (await pos("migrate", env=env))[0] == 0
+    code, out, _ = await pos("seed-demo", env=env)
+    assert code == 0 and "demo data seeded" in out and "pos_demo_officer_met" in out
+    code, out, _ = await pos("seed-demo", env=env)
+    assert code == 0 and "already present" in out
+    code, _, err = await pos(
+        "seed-demo", env=pos_env(DATABASE_URL=fresh_database, ENVIRONMENT="production")
+    )
+    assert code == 2 and "refused in production" in err
+
+
 async def test_bad_configuration_fails_at_start_with_a_readable_message() -> None:
-    code, _, err = await _pos("migrate", env=_env(ENVIRONMENT="production", PORT="eighty"))
+    code, _, err = await pos("migrate", env=pos_env(ENVIRONMENT="production", PORT="eighty"))
     assert code == 2
     assert "configuration error" in err
     assert "PORT" in err
 
 
 async def test_production_refuses_demo_seed_and_embedded_database() -> None:
-    code, _, err = await _pos("migrate", env=_env(ENVIRONMENT="production"))
+    code, _, err = await pos("migrate", env=pos_env(ENVIRONMENT="production"))
     assert code == 2 and "DATABASE_URL is required in production" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_serve_then_sigterm_stops_cleanly(fresh_database: str) -> None:
-    port = _free_port()
-    env = _env(DATABASE_URL=fresh_database, PORT=str(port), LOG_LEVEL="info")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "the service never became ready"
-                await asyncio.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
+    async with served(pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="info")) as server:
+        server.proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(server.proc.communicate(), timeout=30)
+    assert server.proc.returncode == 0
     log = err.decode()
     assert '"event": "migration applied"' in log
+    assert '"event": "expiry job stopped"' in log
     assert '"event": "database pool closed"' in log
 
 
 async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> None:
     """A PATCH held up on a row lock is in flight when SIGTERM arrives; it still gets its
     answer, and only then does the process exit."""
-    from service.auth import display_prefix, generate_key, hash_key
-    from service.models import SiteIn
-    from service.queries import api_keys, reference, sites
-    from tests.support.world import site_body
+    async with served(pos_env(DATABASE_URL=fresh_database)) as server:
+        setup = await asyncpg.connect(fresh_database)
+        provider = await reference.create_provider(setup, "Drain Test")
+        _, secret = await issue_key(
+            setup, name="p", role="provider", force_code=None, provider_id=provider["id"]
+        )
+        site = await sites.create(setup, provider["id"], SiteIn.model_validate(site_body()))
+        await setup.close()
 
-    port = _free_port()
-    env = _env(DATABASE_URL=fresh_database, PORT=str(port))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    locker = None
-    try:
-        async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with session.get(f"{base}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "the service never became ready"
-                await asyncio.sleep(0.1)
-
-            setup = await asyncpg.connect(fresh_database)
-            provider = await reference.create_provider(setup, "Drain Test")
-            secret = generate_key()
-            await api_keys.create(
-                setup,
-                name="p",
-                role="provider",
-                force_code=None,
-                provider_id=provider["id"],
-                key_hash=hash_key(secret),
-                prefix=display_prefix(secret),
-            )
-            site = await sites.create(setup, provider["id"], SiteIn.model_validate(site_body()))
-            await setup.close()
-
-            locker = await asyncpg.connect(fresh_database)
+        locker = await asyncpg.connect(fresh_database)
+        try:
             await locker.execute("BEGIN")
             await locker.execute("SELECT 1 FROM site WHERE id = $1 FOR UPDATE", site["id"])
-
-            patch = asyncio.create_task(
-                session.patch(
-                    f"{base}/v1/sites/{site['id']}",
-                    json={"status": "paused"},
-                    headers={"Authorization": f"Bearer {secret}"},
+            async with aiohttp.ClientSession() as session:
+                patch = asyncio.create_task(
+                    session.patch(
+                        f"{server.base}/v1/sites/{site['id']}",
+                        json={"status": "paused"},
+                        headers={"Authorization": f"Bearer {secret}"},
+                    )
                 )
-            )
-            deadline = time.monotonic() + 10
-            while not await locker.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            ):
-                assert time.monotonic() < deadline, "the PATCH never reached the lock"
-                await asyncio.sleep(0.05)
+                deadline = time.monotonic() + 10
+                while not await locker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                ):
+                    assert time.monotonic() < deadline, "the PATCH never reached the lock"
+                    await asyncio.sleep(0.05)
 
-            proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while True:  # the listener closes first: new connections are refused
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        pass
-                except OSError:
-                    break
-                assert time.monotonic() < deadline, "the listener never closed"
-                await asyncio.sleep(0.05)
-            assert proc.returncode is None, "the process exited with a request in flight"
+                server.proc.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while True:  # the listener closes first: new connections are refused
+                    try:
+                        with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+                            pass
+                    except OSError:
+                        break
+                    assert time.monotonic() < deadline, "the listener never closed"
+                    await asyncio.sleep(0.05)
+                assert server.proc.returncode is None, "exited with a request in flight"
 
-            await locker.execute("COMMIT")
-            async with await asyncio.wait_for(patch, timeout=10) as resp:
-                assert resp.status == 200
-                assert (await resp.json())["status"] == "paused"
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    finally:
-        if locker is not None:
+                await locker.execute("COMMIT")
+                async with await asyncio.wait_for(patch, timeout=10) as resp:
+                    assert resp.status == 200
+                    assert (await resp.json())["status"] == "paused"
+        finally:
             await locker.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
+        _, err = await asyncio.wait_for(server.proc.communicate(), timeout=30)
+    assert server.proc.returncode == 0
     assert '"event": "database pool closed"' in err.decode()

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from service.db import ensure_database, with_database
 from service.migrate import Migration, MigrationError, is_current, migrate
-from tests.conftest import drop_database
 
 
 @pytest.fixture
-async def conn(postgres_server: str) -> AsyncIterator[asyncpg.Connection]:
-    name = f"pos_mig_{uuid.uuid4().hex[:10]}"
-    await ensure_database(postgres_server, name)
-    connection = await asyncpg.connect(with_database(postgres_server, name))
+async def conn(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(fresh_database)
     yield connection
     await connection.close()
-    await drop_database(postgres_server, name)
 
 
 async def test_applies_in_order_once_and_reports_currency(conn: asyncpg.Connection) -> None:

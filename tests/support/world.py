@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from service.auth import display_prefix, generate_key, hash_key
+from service.auth import issue_key
 from service.db import Pool
-from service.queries import api_keys
 from tests.support.api import Api
 
 
@@ -18,16 +18,9 @@ def unique(prefix: str) -> str:
 
 async def bootstrap_admin(db: Pool) -> str:
     """The first admin key, made as `pos api-key create --role admin` makes it."""
-    secret = generate_key()
     async with db.acquire() as conn:
-        await api_keys.create(
-            conn,
-            name=unique("admin"),
-            role="admin",
-            force_code=None,
-            provider_id=None,
-            key_hash=hash_key(secret),
-            prefix=display_prefix(secret),
+        _, secret = await issue_key(
+            conn, name=unique("admin"), role="admin", force_code=None, provider_id=None
         )
     return secret
 
@@ -88,6 +81,42 @@ class World:
         site: dict[str, Any] = reply.body
         return site
 
+    async def book(
+        self,
+        site_id: str,
+        start: datetime,
+        hours: float = 24,
+        key: str | None = None,
+        expect: int = 201,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        reply = await self.api.post(
+            "/v1/bookings",
+            booking_body(site_id, start, hours, **overrides),
+            key=key or self.officer,
+        )
+        assert reply.status == expect, reply.body
+        result: dict[str, Any] = reply.body
+        return result
+
+    async def act(
+        self,
+        booking_id: str,
+        action: str,
+        key: str | None = None,
+        expect: int = 200,
+        **body: Any,
+    ) -> dict[str, Any]:
+        reply = await self.api.post(
+            f"/v1/bookings/{booking_id}/{action}", body or None, key=key or self.officer
+        )
+        assert reply.status == expect, reply.body
+        result: dict[str, Any] = reply.body
+        return result
+
+    async def all_bookings(self, key: str | None = None, **params: Any) -> list[Any]:
+        return await self.api.all_items("/v1/bookings", key=key or self.officer, params=params)
+
     async def bed(self, site_id: str, key: str | None = None, **overrides: Any) -> dict[str, Any]:
         reply = await self.api.post(
             f"/v1/sites/{site_id}/beds", bed_body(**overrides), key=key or self.provider
@@ -95,6 +124,22 @@ class World:
         assert reply.status == 201, reply.body
         bed: dict[str, Any] = reply.body
         return bed
+
+
+def booking_body(
+    site_id: str, start: datetime, hours: float = 24, **overrides: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "site_id": site_id,
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=hours)).isoformat(),
+        "needs": {"gender": "female"},
+        "person_ref": unique("REF"),
+        "custody_suite": "Leeds Elland Road",
+        "officer_collar": "PC 1234",
+    }
+    body.update(overrides)
+    return body
 
 
 async def new_provider(api: Api, admin: str) -> str:

@@ -1,0 +1,95 @@
+"""Running `python -m service` as an operator would, for tests of the process itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pos_env(**extra: str) -> dict[str, str]:
+    """This process's environment without service settings that would leak in, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "ENVIRONMENT", "SEED_DEMO", "PORT"}
+    }
+    env.update({"LOG_FORMAT": "json", "SEED_DEMO": "false"})
+    env.update(extra)
+    return env
+
+
+async def pos(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run one `pos` command to completion: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    base: str
+    port: int
+
+
+@asynccontextmanager
+async def served(env: dict[str, str], ready_within: float = 60) -> AsyncIterator[Server]:
+    """`pos serve` on a free port, yielded once /readyz answers 200; killed at the end if the
+    test has not stopped it."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "serve",
+        cwd=ROOT,
+        env={**env, "PORT": str(port)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_within
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert proc.returncode is None, "the service exited before it was ready"
+                assert time.monotonic() < deadline, "the service never became ready"
+                await asyncio.sleep(0.1)
+        yield Server(proc, base, port)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
