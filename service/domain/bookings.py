@@ -109,14 +109,14 @@ async def expire_lapsed(
         conn,
         [
             Transition(
-                row["id"],
-                "expire",
-                "expired",
-                row["lapsed_at"],
-                "system",
-                None,
-                EXPIRY_REASONS[row["was"]],
-                "booking.expired",
+                booking_id=row["id"],
+                action="expire",
+                status="expired",
+                at=row["lapsed_at"],
+                actor="system",
+                api_key_id=None,
+                reason=EXPIRY_REASONS[row["was"]],
+                event="booking.expired",
             )
             for row in rows
         ],
@@ -183,14 +183,14 @@ async def hold(
                     conn,
                     [
                         Transition(
-                            booking_id,
-                            "hold",
-                            "held",
-                            at,
-                            who.actor,
-                            who.key_id,
-                            None,
-                            lifecycle.event_type("hold", "held"),
+                            booking_id=booking_id,
+                            action="hold",
+                            status="held",
+                            at=at,
+                            actor=who.actor,
+                            api_key_id=who.key_id,
+                            reason=None,
+                            event=lifecycle.event_type("hold", "held"),
                         )
                     ],
                 )
@@ -211,7 +211,7 @@ async def _claim(
         # back releases the bed's lock before the next bed is tried.
         async with conn.transaction():
             if not await lock_bed_for_claim(conn, bed_id, at):
-                return False
+                raise _BedGone
             await bookings.insert_hold(
                 conn,
                 booking_id,
@@ -221,9 +221,13 @@ async def _claim(
                 request.end,
                 at + policy.hold_ttl,
             )
-    except asyncpg.ExclusionViolationError:
+    except (asyncpg.ExclusionViolationError, _BedGone):
         return False
     return True
+
+
+class _BedGone(Exception):
+    """The bed was taken out of service or removed since it was found free."""
 
 
 async def _insert_booking(
@@ -295,14 +299,14 @@ async def act(
         conn,
         [
             Transition(
-                booking_id,
-                action.name,
-                new_status,
-                at,
-                who.actor,
-                who.key_id,
-                reason,
-                lifecycle.event_type(action.name, new_status),
+                booking_id=booking_id,
+                action=action.name,
+                status=new_status,
+                at=at,
+                actor=who.actor,
+                api_key_id=who.key_id,
+                reason=reason,
+                event=lifecycle.event_type(action.name, new_status),
             )
         ],
     )
