@@ -41,6 +41,11 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
     return database
 
 
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would announce its and Python's versions; say only what this is.
+    response.headers["Server"] = "places-of-safety"
+
+
 def create_app(
     settings: Settings,
     *,
@@ -58,6 +63,7 @@ def create_app(
     app[keys.METRICS] = Metrics()
     app[keys.POLICY] = Policy.from_settings(settings)
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
+    app.on_response_prepare.append(_plain_server_header)
     app.cleanup_ctx.append(_database(dsn))
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)

@@ -1,4 +1,4 @@
-"""The `pos` commands: serve, migrate, seed-demo, api-key create|list|revoke."""
+"""The `pos` commands: serve, migrate, seed-demo, api-key create|list|revoke, purge."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from service.db import Connection, create_pool, resolve_dsn
 from service.demo import DemoKey, live_demo_keys, seed_demo
 from service.log import configure_logging
 from service.migrate import is_current, migrate
-from service.queries import api_keys, reference
+from service.queries import api_keys, bookings, idempotency, reference
 from service.settings import Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending migrations and exit")
     commands.add_parser("seed-demo", help="load the demo data set (once; development only)")
+    commands.add_parser(
+        "purge",
+        help="erase personal fields of bookings that ended PERSONAL_DATA_RETENTION_DAYS ago, "
+        "and Idempotency-Key answers older than IDEMPOTENCY_TTL_HOURS",
+    )
 
     key = commands.add_parser("api-key", help="create, list or revoke API keys")
     key_commands = key.add_subparsers(dest="key_command", required=True)
@@ -75,6 +81,19 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings, need_schema=False) as conn:
         applied = await migrate(conn)
     print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as conn, conn.transaction():
+        now = await conn.fetchval("SELECT now()")
+        erased = await bookings.erase_personal(
+            conn, now, now - timedelta(days=settings.personal_data_retention_days)
+        )
+        forgotten = await idempotency.purge(
+            conn, now - timedelta(hours=settings.idempotency_ttl_hours)
+        )
+    print(f"erased personal fields of {erased} booking(s); removed {forgotten} stored answer(s)")
     return 0
 
 
@@ -193,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "api-key": cmd_api_key,
         "seed-demo": cmd_seed_demo,
+        "purge": cmd_purge,
     }
     try:
         return asyncio.run(commands[args.command](args, settings))
