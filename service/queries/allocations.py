@@ -55,19 +55,25 @@ RETURNING id, bed_id
 """
 
 # Every claim on the site's beds that overlaps the window: live ones, and stays that happened
-# (a departed booking's period ends at its check-out).
+# (a departed booking occupied its bed until its check-out, not its planned end).
 OCCUPANCY = """
-SELECT b.id AS bed_id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants,
-       b.in_service, b.created_at,
-       a.id, a.kind, a.status, lower(a.period) AS start, upper(a.period) AS "end", a.reason
-FROM bed b
-LEFT JOIN allocation a
-       ON a.bed_id = b.id
-      AND a.period && tstzrange($2, $3, '[)')
+WITH claim AS (
+    SELECT a.id, a.bed_id, a.kind, a.status, a.reason, lower(a.period) AS start,
+           CASE WHEN a.status = 'departed'
+                THEN greatest(bk.checked_out_at, lower(a.period))
+                ELSE upper(a.period) END AS "end"
+    FROM allocation a
+    LEFT JOIN booking bk ON bk.id = a.id
+    WHERE a.site_id = $1
       AND (allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
            OR a.status = 'departed')
+)
+SELECT b.id AS bed_id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants,
+       b.in_service, c.id, c.kind, c.status, c.start, c."end", c.reason
+FROM bed b
+LEFT JOIN claim c ON c.bed_id = b.id AND c.start < $3 AND c."end" > $2
 WHERE b.site_id = $1 AND b.removed_at IS NULL
-ORDER BY b.created_at, b.id, lower(a.period)
+ORDER BY b.created_at, b.id, c.start
 """
 
 

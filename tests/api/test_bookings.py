@@ -519,3 +519,33 @@ async def test_idempotent_holds(world: World, clock: ManualClock, db: Pool) -> N
         f"/v1/bookings/{first.body['id']}/confirm", None, key=world.officer, headers=confirm_key
     )
     assert c1.status == c2.status == 200 and c2.body == c1.body
+
+
+async def test_occupancy_shows_bookings_without_personal_fields(
+    world: World, clock: ManualClock
+) -> None:
+    site = await world.site()
+    await world.bed(site["id"], label="Room A")
+    await world.bed(site["id"], label="Room B")
+    start = clock.now()
+    stay = await world.book(site["id"], start, hours=48, person_ref="SECRET-REF")
+    await world.act(stay["id"], "confirm")
+    await world.act(stay["id"], "check-in", key=world.provider)
+    clock.advance(hours=10)
+    await world.act(stay["id"], "check-out", key=world.provider)
+    held = await world.book(site["id"], clock.now(), hours=24)
+    window = {"start": _at(start - timedelta(hours=1)), "end": _at(start + timedelta(days=3))}
+    reply = await world.api.get(
+        f"/v1/sites/{site['id']}/occupancy", key=world.provider, params=window
+    )
+    entries = {e["id"]: e for bed in reply.body["beds"] for e in bed["allocations"]}
+    assert entries[stay["id"]] == {
+        "kind": "booking",
+        "id": stay["id"],
+        "status": "departed",
+        "start": _at(start),
+        "end": _at(clock.now()),
+        "reason": None,
+    }
+    assert entries[held["id"]]["status"] == "held"
+    assert "SECRET-REF" not in reply.raw.decode()
