@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service.db import Pool
 from tests.support.world import World, bed_body, site_body, unique
 
 
@@ -125,17 +126,31 @@ async def test_role_matrix(world: World, action: str, who: str) -> None:
         assert reply.content_type == "application/problem+json"
 
 
+SNAPSHOT = """
+SELECT (SELECT count(*) FROM force), (SELECT count(*) FROM provider),
+       (SELECT count(*) FROM api_key WHERE revoked_at IS NULL), (SELECT count(*) FROM site),
+       (SELECT count(*) FROM bed WHERE removed_at IS NULL), (SELECT count(*) FROM allocation),
+       (SELECT sum(version) FROM site)
+"""
+
+
 @pytest.mark.parametrize("action", sorted(MATRIX))
 @pytest.mark.parametrize("who", [None, "bad"])
-async def test_no_key_or_bad_key_is_401(world: World, action: str, who: str | None) -> None:
+async def test_no_key_or_bad_key_is_401_and_changes_nothing(
+    world: World, db: Pool, action: str, who: str | None
+) -> None:
     f = await _fixture(world)
     method, path, body = _request(f, action)
+    async with db.acquire() as conn:
+        before = tuple(await conn.fetchrow(SNAPSHOT))
     reply = await world.api.request(
         method, path, json_body=body, key=None if who is None else f.key(who)
     )
     assert reply.status == 401
     assert reply.problem_type == "unauthorized"
     assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    async with db.acquire() as conn:
+        assert tuple(await conn.fetchrow(SNAPSHOT)) == before
 
 
 async def test_revoked_key_is_refused_at_once(world: World) -> None:
