@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import json
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -102,10 +100,3 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Poo
     await pool.fetchval("SELECT 1")
     log.info("database pool open", dsn=hide_password(dsn), min_size=min_size, max_size=max_size)
     return pool
-
-
-@asynccontextmanager
-async def transaction(pool: Pool) -> AsyncIterator[Connection]:
-    """A connection inside one transaction: committed on success, rolled back on any error."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn

@@ -23,7 +23,6 @@ OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 # Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
 # this connection's transaction.
 CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")

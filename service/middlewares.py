@@ -65,7 +65,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Binds a request id into every log line of this request and logs one summary line."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
-    request[keys.REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
@@ -219,9 +218,11 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
                 response = await handler(request)
         except Problem as problem:
             response = problem_response(problem)
-        if not isinstance(response, web.Response) or response.status in _RETRYABLE:
-            return response
-        if response.status >= 500:
+        if (
+            not isinstance(response, web.Response)
+            or response.status in _RETRYABLE
+            or response.status >= 500
+        ):
             return response
         body = request.get(keys.REPLAY_BODY, response.body)
         replayed = response.headers

@@ -508,10 +508,3 @@ class BookingListQuery(PageQuery):
 
 class Health(Out):
     status: str
-
-
-def dump(model: Out | list[Any] | dict[str, Any]) -> Any:
-    """JSON-ready data for a response."""
-    if isinstance(model, BaseModel):
-        return model.model_dump(mode="json")
-    return model

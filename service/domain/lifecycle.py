@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from service.auth import Role
 from service.errors import Conflict, Forbidden
 
-LIVE = frozenset({"held", "pending", "confirmed", "arrived"})
 TERMINAL = frozenset({"expired", "cancelled", "declined", "no_show", "departed"})
 
 
