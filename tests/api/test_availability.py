@@ -9,13 +9,13 @@ import pytest
 
 from service.db import Pool
 from tests.support.clock import ManualClock
-from tests.support.geo import Point, random_origin
+from tests.support.geo import Point, next_origin
 from tests.support.world import World
 
 
 @pytest.fixture
 def origin() -> Point:
-    return random_origin()
+    return next_origin()
 
 
 async def _search(
