@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, Literal, TextIO
 
@@ -30,6 +31,37 @@ def redact(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for name in REDACTED_KEYS.intersection(event_dict):
         event_dict[name] = "[redacted]"
     return event_dict
+
+
+# Secrets can also hide inside text no one bound by name: aiohttp's parser logs a malformed
+# header line verbatim, an exception message may quote a value. So the rendered line itself is
+# scrubbed, whichever logger wrote it. Replacements keep JSON valid (no quotes, no escapes).
+_NAMED = (
+    r"(?i)((?:authorization|idempotency[-_]key|person_ref|officer_collar|notes|address|phone)"
+    r"\\?[\"']?\s*[:=]\s*"
+)
+_SECRET_PATTERNS = (
+    # Our keys (and demo keys), wherever they appear.
+    (re.compile(r"pos_[A-Za-z0-9_-]{4,}"), "[redacted]"),
+    # Any bearer token, ours or not.
+    (re.compile(r"(?i)(bearer)(\s|\\x[0-9a-f]{2}|\\t)+[^\s\"'\\]+"), r"\1 [redacted]"),
+    # Header or field values that are secrets or personal, written `name: value` or `name=value`,
+    # quoted (a JSON or repr string: the quote is kept) or a bare token.
+    (re.compile(_NAMED + r"\\?[\"'])[^\"'\\\r\n]*"), r"\1[redacted]"),
+    (re.compile(_NAMED + r")(?![\\\"'])[^\s\"'\\,;&\[\]{}()]+"), r"\1[redacted]"),
+)
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub_rendered(_: Any, __: str, rendered: Any) -> str:
+    """The last step of every log line: scrub the text the renderer made of it."""
+    text = rendered.decode("utf-8", "replace") if isinstance(rendered, bytes) else str(rendered)
+    return scrub(text)
 
 
 def configure_logging(
@@ -60,6 +92,7 @@ def configure_logging(
         structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
     )
     final: list[Processor] = [renderer] if use_console else [tracebacks, renderer]
+    final.append(scrub_rendered)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(

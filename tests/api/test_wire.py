@@ -1,0 +1,157 @@
+"""What arrives on the wire before a handler runs: malformed header lines, clients that go away,
+bodies that never finish. Sent over raw sockets, because a well-behaved client cannot."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import AppFactory
+from tests.support.api import Api
+from tests.support.world import World
+
+DEADLINE_SECONDS = 10.0
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """The service's real log configuration (JSON, every level), writing to a buffer."""
+    from service.log import configure_logging
+
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer, cache=False)
+    yield buffer
+    configure_logging("warning", "json", cache=False)
+
+
+def _port(api: Api) -> int:
+    port = api.client.server.port
+    assert port is not None
+    return port
+
+
+async def _exchange(api: Api, raw: bytes, *, close_after_send: bool = False) -> bytes:
+    """Send raw bytes; return whatever the server answers before it closes (or b"")."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(api))
+    try:
+        writer.write(raw)
+        await writer.drain()
+        if close_after_send:
+            return b""
+        return await asyncio.wait_for(reader.read(65536), DEADLINE_SECONDS)
+    finally:
+        writer.close()
+
+
+async def _metric(api: Api, name: str, **labels: str) -> float:
+    """The current value of one Prometheus sample (0 when it has not been seen yet)."""
+    text = (await api.get("/metrics")).raw.decode()
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
+
+
+async def _until(condition_check: object, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if await condition_check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        b"Authorization: Bearer {key}\x01",
+        b"Authorization: Bearer\x01 {key}",
+        b"X-Note\x01: Bearer {key}",
+    ],
+    ids=["control-after-key", "control-before-key", "bad-header-name"],
+)
+async def test_a_malformed_header_line_never_logs_the_key(
+    world: World, log_output: io.StringIO, bad_line: bytes
+) -> None:
+    key = world.officer.encode()
+    idem = b"idem-VERY-PRIVATE-9931"
+    raw = (
+        b"POST /v1/bookings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + bad_line.replace(b"{key}", key)
+        + b"\r\nIdempotency-Key: "
+        + idem
+        + b"\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    answer = await _exchange(world.api, raw)
+    assert answer.split(b" ", 2)[1] in (b"400", b"401"), answer[:200]
+    output = log_output.getvalue()
+    assert world.officer not in output
+    assert world.officer[4:20] not in output
+    assert idem.decode() not in output
+
+
+async def test_a_key_anywhere_in_any_logger_is_redacted(log_output: io.StringIO) -> None:
+    import logging
+
+    import structlog
+
+    secret = "pos_0123456789abcdefghijABCDEFGHIJ_-xyz"
+    logging.getLogger("aiohttp.server").error(
+        "Error handling request: b'Authorization: Bearer %s\\x01'", secret
+    )
+    logging.getLogger("somewhere").warning("idempotency-key=%s", "my-private-idem")
+    structlog.get_logger("service.x").info("event", detail=f"token {secret}")
+    try:
+        raise ValueError(f"while hashing {secret}")
+    except ValueError:
+        logging.getLogger("asyncio").exception("boom")
+    output = log_output.getvalue()
+    assert secret not in output and secret[4:16] not in output
+    assert "my-private-idem" not in output
+    assert output.count("[redacted]") >= 4
+    assert all(json.loads(line) for line in output.splitlines())
+
+
+async def test_a_client_that_goes_away_mid_body_is_not_a_500(
+    world: World, log_output: io.StringIO
+) -> None:
+    api = world.api
+    before = await _metric(api, "pos_http_client_disconnects_total")
+    raw = (
+        b"POST /v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + world.provider.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+        b'{"name": "half a bo'
+    )
+    await _exchange(api, raw, close_after_send=True)
+
+    async def counted() -> bool:
+        return await _metric(api, "pos_http_client_disconnects_total") > before
+
+    await _until(counted, "the disconnect to be counted")
+    assert "unhandled error" not in log_output.getvalue()
+    metrics = (await api.get("/metrics")).raw.decode()
+    assert 'status="500"' not in metrics
+
+
+async def test_a_stalled_body_is_timed_out_with_408(make_api: AppFactory, world: World) -> None:
+    api = await make_api(settings_overrides={"body_timeout_seconds": 0.3})
+    raw = (
+        b"POST /v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + world.provider.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+        b'{"name": "st'
+    )
+    started = time.monotonic()
+    answer = await _exchange(api, raw)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"application/problem+json" in answer
+    assert b"Connection: close" in answer
+    assert time.monotonic() - started < DEADLINE_SECONDS
