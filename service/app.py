@@ -13,7 +13,13 @@ from service.db import create_pool, resolve_dsn
 from service.domain.bookings import Policy
 from service.jobs import expiry_job
 from service.metrics import Metrics
-from service.middlewares import authenticate, errors, idempotency, request_context
+from service.middlewares import (
+    authenticate,
+    errors,
+    idempotency,
+    read_body_in_time,
+    request_context,
+)
 from service.resources import openapi_path
 from service.routes import add_routes
 from service.settings import Settings
@@ -55,7 +61,7 @@ def create_app(
 ) -> web.Application:
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
-        middlewares=[request_context, errors, authenticate, idempotency],
+        middlewares=[request_context, errors, read_body_in_time, authenticate, idempotency],
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.SETTINGS] = settings

@@ -189,10 +189,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # A connection that sends no request for this long is closed (also one that connects
+        # and sends nothing): idle sockets must not pile up.
+        keepalive_timeout=IDLE_CONNECTION_SECONDS,
         access_log=None,
         print=None,
     )
     return 0
+
+
+IDLE_CONNECTION_SECONDS = 30.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.disconnects = Counter(
+            "pos_http_client_disconnects_total",
+            "Requests whose client went away before the body arrived (not counted as answered).",
+            ["method", "route"],
+            registry=self.registry,
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -38,6 +39,9 @@ PUBLIC_ROUTES = frozenset(
 _RETRYABLE = frozenset({409, 429})
 _REPLAYED_HEADERS = ("Location", "ETag")
 
+# nginx's name for "the client closed the connection before the answer": never sent.
+CLIENT_CLOSED_REQUEST = 499
+
 _STATUS_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
@@ -60,6 +64,15 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request body arrived."""
+
+
+def _client_gone(request: web.Request, route: str) -> None:
+    request.app[keys.METRICS].disconnects.labels(request.method, route).inc()
+    log.info("client disconnected", method=request.method, route=route)
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binds a request id into every log line of this request and logs one summary line."""
@@ -68,10 +81,22 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
-    response = await handler(request)
+    route = _route_name(request)
+    try:
+        response = await handler(request)
+    except ClientGone:
+        # Nobody is left to answer: count it apart from the answers, and send nothing (aiohttp
+        # drops a response written to a closed connection).
+        _client_gone(request, route)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    except asyncio.CancelledError:
+        # A server run with handler_cancellation cancels the handler when its client goes.
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            _client_gone(request, route)
+        raise
     response.headers[REQUEST_ID_HEADER] = request_id
     elapsed = time.perf_counter() - started
-    route = _route_name(request)
     request.app[keys.METRICS].observe_request(request.method, route, response.status, elapsed)
     log.info(
         "request",
@@ -103,6 +128,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem_response(
             Problem(detail, slug=slug, title=title, status=exc.status, headers=allow)
         )
+    except ClientGone:
+        raise
     except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
         # Lock ordering should make these impossible; if one happens the request did nothing
         # (its transaction rolled back) and may simply be retried.
@@ -126,6 +153,28 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 status=500,
             )
         )
+
+
+@web.middleware
+async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Reads the whole body before anything else, within BODY_TIMEOUT_SECONDS: a body that
+    stalls is answered 408 and its connection closed, so it cannot hold a worker for ever;
+    a client that goes away mid-body is not an error of ours."""
+    if request.body_exists:
+        try:
+            async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            raise Problem(
+                "the request body did not arrive in time; send it whole and promptly",
+                slug="request-timeout",
+                title="Request body timed out",
+                status=408,
+                headers={"Connection": "close"},
+            ) from None
+        except ConnectionError:
+            raise ClientGone from None
+    return await handler(request)
 
 
 @web.middleware

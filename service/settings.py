@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     seed_demo: bool = True
 
     hold_ttl_seconds: int = Field(default=900, ge=10, le=86_400)

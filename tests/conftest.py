@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import BaseRunner
 
 from service.app import create_app
 from service.db import Pool, create_pool, ensure_database, start_embedded_server, with_database
@@ -98,6 +99,15 @@ async def fresh_database(postgres_server: str) -> AsyncIterator[str]:
 AppFactory = Callable[..., Awaitable[Api]]
 
 
+class ServiceTestServer(TestServer):
+    """aiohttp's TestServer, but run as `pos serve` runs: a handler whose client goes away is
+    not cancelled (aiohttp's test server would), so tests see what production does."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
 @pytest.fixture
 async def make_api(
     settings: Settings, clock: ManualClock, database_dsn: str
@@ -121,7 +131,7 @@ async def make_api(
         )
         if customise is not None:
             customise(app)
-        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+        client: TestClient[Any, Any] = TestClient(ServiceTestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
         return Api(client, check_contract=check_contract)
