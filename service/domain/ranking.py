@@ -15,7 +15,7 @@ class SiteMatch:
     name: str
     provider: str
     area: str
-    distance_km: float | None
+    distance_km: float | None  # from `near` to the site's coarse cell's centre, never the site
     free_beds: int
     booking_mode: Literal["instant", "request"]
     languages: tuple[str, ...]
@@ -42,5 +42,6 @@ def rank(sites: Iterable[SiteMatch], language: str | None) -> list[SiteMatch]:
 
 
 def shown_distance(distance_km: float | None) -> int | None:
-    """Whole kilometres only: a precise distance from a known point would locate the site."""
+    """Whole kilometres only. The distance is already to the site's coarse cell, not the site
+    (queries/availability.py); rounding it keeps the shown number as coarse as the cell."""
     return None if distance_km is None else round(distance_km)

@@ -11,20 +11,26 @@ from service.db import Connection
 from service.domain.beds import Needs
 
 # Hard filters only; ranking (language, then distance) is the domain's. Coordinates stay in
-# the database: only the distance leaves it.
+# the database: only the distance leaves it. Every number computed from a site's position uses
+# its coarse cell only (sql/0005_coarse_location.sql), never its exact location, so no number
+# of searches from any points tells more than the cell: `near`, `max_km` and the ranking use
+# the distance to the cell's centre; the exclusion zone leaves a site out when any point of its
+# cell may be inside the zone.
 SEARCH = """
 WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
            s.interpreter_on_call,
            CASE WHEN $7::float8 IS NULL THEN NULL
-                ELSE great_circle_km($7, $8::float8, s.lat, s.lon) END AS distance_km
+                ELSE cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
+                                    s.cell_east) END AS distance_km
     FROM site s
     JOIN provider p ON p.id = s.provider_id
     WHERE s.status = 'active'
       AND ($4::text IS NULL OR $4 = ANY (s.genders_accepted))
       AND $2::timestamptz - $1::timestamptz <= make_interval(hours => s.max_stay_hours)
       AND ($10::float8 IS NULL
-           OR great_circle_km($10, $11::float8, s.lat, s.lon) >= $12::float8)
+           OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west, s.cell_north,
+                              s.cell_east) >= $12::float8)
 ), with_beds AS (
     SELECT m.*,
            (SELECT count(*) FROM bed b
@@ -65,8 +71,9 @@ async def search(
     max_km: float | None,
     avoid: tuple[float, float, float] | None,
 ) -> list[asyncpg.Record]:
-    near_lat, near_lon = near if near is not None else (None, None)
-    avoid_lat, avoid_lon, avoid_km = avoid if avoid is not None else (None, None, None)
+    near_lat, near_lon = _point(near)
+    avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
+    avoid_km = None if avoid is None else avoid[2]
     return await conn.fetch(
         SEARCH,
         start,
@@ -82,6 +89,18 @@ async def search(
         avoid_lon,
         avoid_km,
     )
+
+
+# Search points to 1e-7 degree (about 1 cm, well inside the exclusion's 1 m margin): a
+# coordinate such as 1e-200 would otherwise make PostgreSQL's float arithmetic fail with an
+# underflow error (it refuses a product that rounds to zero) instead of answering.
+POINT_DECIMALS = 7
+
+
+def _point(point: tuple[float, float] | None) -> tuple[float | None, float | None]:
+    if point is None:
+        return None, None
+    return round(point[0], POINT_DECIMALS), round(point[1], POINT_DECIMALS)
 
 
 async def record_search(

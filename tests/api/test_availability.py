@@ -9,7 +9,7 @@ import pytest
 
 from service.db import Pool
 from tests.support.clock import ManualClock
-from tests.support.geo import Point, next_origin
+from tests.support.geo import Point, cell_of, next_origin, shown_km
 from tests.support.world import World
 
 
@@ -163,7 +163,7 @@ def inside_lon(site: dict[str, Any]) -> float:
 
 
 async def test_ranked_by_language_then_distance(
-    world: World, clock: ManualClock, origin: Point
+    world: World, db: Pool, clock: ManualClock, origin: Point
 ) -> None:
     speaks_far = await _site(world, origin.moved(30), languages=["en", "ro"])
     interpreter_near = await _site(
@@ -178,7 +178,10 @@ async def test_ranked_by_language_then_distance(
         interpreter_near["id"],
         neither_nearest["id"],
     ]
-    assert [i["distance_km"] for i in by_language] == [10, 30, 5, 1]
+    # Whole km from each site's coarse cell's centre: within about 1.6 km of 10, 30, 5 and 1.
+    assert [i["distance_km"] for i in by_language] == [
+        shown_km(origin, await cell_of(db, origin.moved(km))) for km in (10, 30, 5, 1)
+    ]
     by_distance = await _search(world, clock, **origin.near())
     assert _ids(by_distance) == [
         neither_nearest["id"],
@@ -202,9 +205,10 @@ async def test_max_km_and_limit(world: World, clock: ManualClock, origin: Point)
 
 
 async def test_results_never_carry_address_or_coordinates(
-    world: World, clock: ManualClock, origin: Point
+    world: World, db: Pool, clock: ManualClock, origin: Point
 ) -> None:
-    site = await _site(world, origin.moved(north_km=7.4), address="9 Hidden Row, Nowhere")
+    at = origin.moved(north_km=7.4)
+    site = await _site(world, at, address="9 Hidden Row, Nowhere")
     (item,) = await _search(world, clock, **origin.near())
     assert set(item) == {
         "site_id",
@@ -217,10 +221,17 @@ async def test_results_never_carry_address_or_coordinates(
         "languages",
         "interpreter_on_call",
     }
-    assert item["distance_km"] == 7 and isinstance(item["distance_km"], int)
+    # Whole km from the site's coarse cell's centre (8 here), not from the site (7.4).
+    assert item["distance_km"] == shown_km(origin, await cell_of(db, at))
+    assert isinstance(item["distance_km"], int)
     assert "Hidden Row" not in str(item) and str(site["location"]["lat"])[:6] not in str(item)
-    no_near = await _search(world, clock, max_km=None)
-    assert all(i["distance_km"] is None for i in no_near)
+    # Without `near` every site of the session matches (more than a page once other test
+    # files have run): look at the first page only.
+    no_near = await world.api.get(
+        "/v1/availability", key=world.officer, params={"end": clock.now() + timedelta(hours=24)}
+    )
+    assert no_near.status == 200 and no_near.body["items"]
+    assert all(i["distance_km"] is None for i in no_near.body["items"])
 
 
 async def test_an_expired_hold_never_blocks_a_search(
