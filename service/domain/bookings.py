@@ -80,6 +80,15 @@ def check_window(start: datetime, end: datetime, at: datetime) -> None:
         raise ValidationProblem(
             "end must be after start", errors=[{"field": "end", "message": "must be after start"}]
         )
+    check_end(end, at)
+
+
+def check_end(end: datetime, at: datetime) -> None:
+    """A stay that has already ended cannot be searched for, held or extended to."""
+    if end <= at:
+        raise ValidationProblem(
+            "end is in the past", errors=[{"field": "end", "message": "must be in the future"}]
+        )
 
 
 def can_see_address(who: Principal, status: str) -> bool:
@@ -285,7 +294,7 @@ async def act(
 
     if action.name == "extend":
         assert new_end is not None
-        await _extend(conn, row, new_end, at)
+        await _extend(conn, who, row, new_end, at)
         reason = reason or f"extended to {new_end.isoformat()}"
     elif new_status == "pending":
         await bookings.set_status(conn, booking_id, new_status, at + policy.provider_response)
@@ -313,7 +322,10 @@ async def act(
     return new_status
 
 
-async def _extend(conn: Connection, row: asyncpg.Record, new_end: datetime, at: datetime) -> None:
+async def _extend(
+    conn: Connection, who: Principal, row: asyncpg.Record, new_end: datetime, at: datetime
+) -> None:
+    check_end(new_end, at)
     if new_end <= row["end"]:
         raise Conflict(
             f"the stay already ends at {row['end'].isoformat()}; extend moves the end later",
@@ -326,10 +338,25 @@ async def _extend(conn: Connection, row: asyncpg.Record, new_end: datetime, at: 
         )
     try:
         async with conn.transaction():
-            await lock_bed_for_claim(conn, row["bed_id"], at)
+            # Like a new hold, a longer stay needs the bed to be bookable now.
+            if not await lock_bed_for_claim(conn, row["bed_id"], at):
+                raise Conflict(
+                    "the bed has been taken out of service; the stay cannot be made longer",
+                    slug="bed-unavailable",
+                )
             await bookings.set_end(conn, row["id"], new_end)
     except asyncpg.ExclusionViolationError:
         claim = await allocations.find_conflict(conn, row["bed_id"], row["end"], new_end, at)
+        # Name the claim only to whoever may see it: a block is its provider's, a booking its
+        # force's (and the site's provider's); to anyone else the bed is just not free.
+        named = claim is not None and (
+            in_scope(who, claim["force_code"], claim["provider_id"])
+            if claim["kind"] == "booking"
+            else who.role != "officer"
+        )
         raise claims.overlap(
-            claim, slug="bed-unavailable", detail="the bed is not free for the longer stay"
+            claim,
+            slug="bed-unavailable",
+            detail="the bed is not free for the longer stay",
+            named=named,
         ) from None
