@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from aiohttp import web
 
@@ -29,3 +30,6 @@ CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")
 # What an idempotent replay answers, when it must differ from the first answer (a new API
 # key's secret is shown once and never stored).
 REPLAY_BODY: web.RequestKey[bytes] = web.RequestKey("replay_body")
+# Set by booking handlers: a replay re-reads this booking and shows it as the caller may see
+# it at replay time, instead of a stored body (an address must not outlive the booking's state).
+REPLAY_BOOKING: web.RequestKey[UUID] = web.RequestKey("replay_booking")

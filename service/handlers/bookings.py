@@ -201,6 +201,21 @@ async def _present(request: web.Request, booking_id: UUID) -> BookingOut:
     return booking_out(row, history, who)
 
 
+def _replay_by_id(request: web.Request, booking_id: UUID) -> None:
+    """An Idempotency-Key replay of this answer re-reads the booking (see replay_booking), so
+    no body with the address or personal fields in it is stored."""
+    request[keys.REPLAY_BOOKING] = booking_id
+    request[keys.REPLAY_BODY] = b""
+
+
+async def replay_booking(
+    request: web.Request, booking_id: UUID, *, status: int, headers: dict[str, str]
+) -> web.Response:
+    """The replay of a stored booking answer: its status code and headers, and the booking as
+    the caller may see it now."""
+    return json_response(await _present(request, booking_id), status=status, headers=headers)
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -228,6 +243,7 @@ async def create_booking(request: web.Request) -> web.Response:
     async with transaction(request) as conn:
         booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
     request.app[keys.METRICS].bookings.labels("held").inc()
+    _replay_by_id(request, booking_id)
     return json_response(
         await _present(request, booking_id),
         status=201,
@@ -294,6 +310,7 @@ def action_handler(action: str) -> Handler:
                 new_end=new_end,
             )
         request.app[keys.METRICS].bookings.labels(status).inc()
+        _replay_by_id(request, booking_id)
         return json_response(await _present(request, booking_id))
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"
