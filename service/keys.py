@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from service.db import Connection, Pool
     from service.domain.bookings import Policy
     from service.metrics import Metrics
+    from service.ratelimit import RateLimiter
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -22,6 +23,7 @@ POOL: web.AppKey[Pool] = web.AppKey("pool")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # Set while an Idempotency-Key request runs: the handler's writes and the stored answer share

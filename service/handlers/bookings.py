@@ -8,6 +8,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
+import structlog
 from aiohttp import web
 
 from service import keys, paging
@@ -42,6 +43,8 @@ from service.models import (
 )
 from service.queries import availability as availability_queries
 from service.queries import bookings
+
+log = structlog.get_logger(__name__)
 
 # The longest window a search may ask about: the longest stay any site may offer.
 MAX_SEARCH_WINDOW = timedelta(hours=720)
@@ -240,8 +243,13 @@ async def create_booking(request: web.Request) -> web.Response:
         officer_collar=body.officer_collar,
         notes=body.notes,
     )
-    async with transaction(request) as conn:
-        booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+    try:
+        async with transaction(request) as conn:
+            booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+    except domain.HoldCapReached as refused:
+        request.app[keys.METRICS].limited.labels(refused.cap).inc()
+        log.info("hold refused by cap", limit=refused.cap)
+        raise
     request.app[keys.METRICS].bookings.labels("held").inc()
     _replay_by_id(request, booking_id)
     return json_response(
