@@ -105,6 +105,7 @@ async def availability(request: web.Request) -> web.Response:
             avoid_km=query.avoid_km,
             sites_found=len(rows),
             beds_found=sum(r["free_beds"] for r in rows),
+            refused_before=request.app[keys.RATE_LIMITER].refused_searches(who.key_id),
         )
     request.app[keys.METRICS].searches.labels("yes" if rows else "no").inc()
     ranked = rank((_match(r) for r in rows), needs.language)

@@ -196,3 +196,21 @@ async def test_a_zero_budget_means_no_limit(
         await api.get("/v1/availability", **_search(world.officer, clock)) for _ in range(50)
     ]
     assert {r.status for r in replies} == {200}
+
+
+async def test_rate_limited_searches_reach_the_search_log(
+    world: World, make_api: AppFactory, clock: ManualClock, db: Pool
+) -> None:
+    api = await make_api(settings_overrides={"rate_limit_searches_per_minute": 1})
+    assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
+    for _ in range(4):
+        assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 429
+    clock.advance(seconds=60)
+    assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
+    async with db.acquire() as conn:
+        logged = await conn.fetch(
+            "SELECT s.refused_before FROM search s JOIN api_key k ON k.id = s.api_key_id"
+            " WHERE k.force_code = $1 ORDER BY s.id",
+            world.force,
+        )
+    assert [r["refused_before"] for r in logged] == [0, 4]
