@@ -20,6 +20,7 @@ from service.middlewares import (
     read_body_in_time,
     request_context,
 )
+from service.ratelimit import RateLimiter, rate_limit
 from service.resources import openapi_path
 from service.routes import add_routes
 from service.settings import Settings
@@ -61,13 +62,23 @@ def create_app(
 ) -> web.Application:
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
-        middlewares=[request_context, errors, read_body_in_time, authenticate, idempotency],
+        # The rate limit runs once the key is known and before an Idempotency-Key is looked
+        # up, so a refused request stores nothing and a retry with the same key runs again.
+        middlewares=[
+            request_context,
+            errors,
+            read_body_in_time,
+            authenticate,
+            rate_limit,
+            idempotency,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
     app[keys.POLICY] = Policy.from_settings(settings)
+    app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_plain_server_header)
     app.cleanup_ctx.append(_database(dsn))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from service.db import Connection, Pool
     from service.domain.bookings import Policy
     from service.metrics import Metrics
+    from service.ratelimit import RateLimiter
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -21,6 +23,7 @@ POOL: web.AppKey[Pool] = web.AppKey("pool")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
@@ -29,3 +32,6 @@ CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")
 # What an idempotent replay answers, when it must differ from the first answer (a new API
 # key's secret is shown once and never stored).
 REPLAY_BODY: web.RequestKey[bytes] = web.RequestKey("replay_body")
+# Set by booking handlers: a replay re-reads this booking and shows it as the caller may see
+# it at replay time, instead of a stored body (an address must not outlive the booking's state).
+REPLAY_BOOKING: web.RequestKey[UUID] = web.RequestKey("replay_booking")

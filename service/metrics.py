@@ -43,6 +43,13 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.limited = Counter(
+            "pos_limit_refusals_total",
+            "Requests refused with 429, by limit: holds_per_key, holds_per_force (live holds),"
+            " searches, writes (requests per key per minute).",
+            ["limit"],
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -18,6 +18,7 @@ from aiohttp import web
 from service import keys
 from service.auth import Principal, hash_key
 from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
+from service.handlers.bookings import replay_booking
 from service.queries import api_keys as api_key_queries
 from service.queries import idempotency as idempotency_queries
 
@@ -252,6 +253,16 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
                     "this Idempotency-Key was used with a different request",
                     slug="idempotency-key-reuse",
                 )
+            if stored["booking_id"] is not None:
+                # A booking is shown as it is now and as this caller may see it now: the
+                # first answer's status code and id, never an address the caller has lost.
+                request[keys.CONNECTION] = conn
+                return await replay_booking(
+                    request,
+                    stored["booking_id"],
+                    status=stored["response_status"],
+                    headers={**stored["response_headers"], "Idempotent-Replayed": "true"},
+                )
             return web.Response(
                 body=stored["response_body"],
                 status=stored["response_status"],
@@ -286,5 +297,6 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
             headers,
             body if isinstance(body, bytes) else b"",
             at,
+            request.get(keys.REPLAY_BOOKING),
         )
         return response

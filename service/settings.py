@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 30)
     personal_data_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Live (unconfirmed, unexpired) holds one API key, and one force across its keys, may have
+    # at once: far above a busy custody suite, far below a site's worth of beds per key.
+    hold_cap_per_key: int = Field(default=5, ge=1, le=10_000)
+    hold_cap_per_force: int = Field(default=20, ge=1, le=100_000)
+    # Requests per API key per minute, per replica (0: no limit); a burst of the whole minute's
+    # budget is allowed, then requests are spaced evenly.
+    rate_limit_searches_per_minute: int = Field(default=600, ge=0, le=1_000_000)
+    rate_limit_writes_per_minute: int = Field(default=300, ge=0, le=1_000_000)
 
     @field_validator("database_url")
     @classmethod
@@ -49,6 +57,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if self.hold_cap_per_key > self.hold_cap_per_force:
+            raise ValueError("HOLD_CAP_PER_KEY must not exceed HOLD_CAP_PER_FORCE")
         if self.environment == "production":
             if self.database_url is None:
                 raise ValueError(

@@ -3,6 +3,7 @@ transaction, so a booking, its history and its events commit together or not at 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -13,7 +14,7 @@ from service.auth import Principal
 from service.db import Connection
 from service.domain import claims, lifecycle
 from service.domain.beds import Bed, Needs, best_fit
-from service.errors import Conflict, NotFound, Unprocessable, ValidationProblem
+from service.errors import Conflict, NotFound, Problem, Unprocessable, ValidationProblem
 from service.queries import allocations, beds, bookings
 from service.queries.bookings import Transition
 from service.settings import Settings
@@ -38,6 +39,8 @@ class Policy:
     hold_ttl: timedelta
     provider_response: timedelta
     no_show_grace: timedelta
+    hold_cap_per_key: int = 5
+    hold_cap_per_force: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -45,6 +48,26 @@ class Policy:
             hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
             provider_response=timedelta(seconds=settings.provider_response_seconds),
             no_show_grace=timedelta(seconds=settings.no_show_grace_seconds),
+            hold_cap_per_key=settings.hold_cap_per_key,
+            hold_cap_per_force=settings.hold_cap_per_force,
+        )
+
+
+class HoldCapReached(Problem):
+    """429: the key (or its force) already has as many live holds as it may."""
+
+    status = 429
+    slug = "too-many-holds"
+    title = "Too many live holds"
+
+    def __init__(self, cap: str, limit: int, next_lapse: datetime, at: datetime) -> None:
+        self.cap = cap
+        wait = max(1, math.ceil((next_lapse - at).total_seconds()))
+        whose = "this API key" if cap == "holds_per_key" else "your force"
+        super().__init__(
+            f"{whose} already has {limit} live holds, the most allowed; confirm or cancel one,"
+            " or retry after Retry-After seconds, when the first of them lapses",
+            headers={"Retry-After": str(wait)},
         )
 
 
@@ -79,6 +102,15 @@ def check_window(start: datetime, end: datetime, at: datetime) -> None:
     if end <= start:
         raise ValidationProblem(
             "end must be after start", errors=[{"field": "end", "message": "must be after start"}]
+        )
+    check_end(end, at)
+
+
+def check_end(end: datetime, at: datetime) -> None:
+    """A stay that has already ended cannot be searched for, held or extended to."""
+    if end <= at:
+        raise ValidationProblem(
+            "end is in the past", errors=[{"field": "end", "message": "must be in the future"}]
         )
 
 
@@ -158,6 +190,7 @@ async def hold(
             f"the site's longest stay is {site['max_stay_hours']} hours",
             slug="stay-too-long",
         )
+    await _check_hold_caps(conn, who, at, policy)
     booking_id = uuid4()
     tried: set[UUID] = set()
     for _ in range(HOLD_ROUNDS):
@@ -196,6 +229,21 @@ async def hold(
                 )
                 return booking_id
     raise no_capacity("no bed at this site meets the needs for the whole window")
+
+
+async def _check_hold_caps(conn: Connection, who: Principal, at: datetime, policy: Policy) -> None:
+    """Refuse a hold beyond the key's or the force's cap on live holds. The force's lock is
+    held to the end of the transaction, so concurrent holds of one force (any replica) count
+    one after the other and never overshoot."""
+    assert who.force_code is not None
+    await bookings.lock_hold_caps(conn, who.force_code)
+    live = await bookings.live_holds(conn, who.force_code, who.key_id, at)
+    if live["by_key"] >= policy.hold_cap_per_key:
+        raise HoldCapReached("holds_per_key", policy.hold_cap_per_key, live["key_next_lapse"], at)
+    if live["by_force"] >= policy.hold_cap_per_force:
+        raise HoldCapReached(
+            "holds_per_force", policy.hold_cap_per_force, live["force_next_lapse"], at
+        )
 
 
 async def _claim(
@@ -285,7 +333,7 @@ async def act(
 
     if action.name == "extend":
         assert new_end is not None
-        await _extend(conn, row, new_end, at)
+        await _extend(conn, who, row, new_end, at)
         reason = reason or f"extended to {new_end.isoformat()}"
     elif new_status == "pending":
         await bookings.set_status(conn, booking_id, new_status, at + policy.provider_response)
@@ -313,7 +361,10 @@ async def act(
     return new_status
 
 
-async def _extend(conn: Connection, row: asyncpg.Record, new_end: datetime, at: datetime) -> None:
+async def _extend(
+    conn: Connection, who: Principal, row: asyncpg.Record, new_end: datetime, at: datetime
+) -> None:
+    check_end(new_end, at)
     if new_end <= row["end"]:
         raise Conflict(
             f"the stay already ends at {row['end'].isoformat()}; extend moves the end later",
@@ -326,10 +377,25 @@ async def _extend(conn: Connection, row: asyncpg.Record, new_end: datetime, at: 
         )
     try:
         async with conn.transaction():
-            await lock_bed_for_claim(conn, row["bed_id"], at)
+            # Like a new hold, a longer stay needs the bed to be bookable now.
+            if not await lock_bed_for_claim(conn, row["bed_id"], at):
+                raise Conflict(
+                    "the bed has been taken out of service; the stay cannot be made longer",
+                    slug="bed-unavailable",
+                )
             await bookings.set_end(conn, row["id"], new_end)
     except asyncpg.ExclusionViolationError:
         claim = await allocations.find_conflict(conn, row["bed_id"], row["end"], new_end, at)
+        # Name the claim only to whoever may see it: a block is its provider's, a booking its
+        # force's (and the site's provider's); to anyone else the bed is just not free.
+        named = claim is not None and (
+            in_scope(who, claim["force_code"], claim["provider_id"])
+            if claim["kind"] == "booking"
+            else who.role != "officer"
+        )
         raise claims.overlap(
-            claim, slug="bed-unavailable", detail="the bed is not free for the longer stay"
+            claim,
+            slug="bed-unavailable",
+            detail="the bed is not free for the longer stay",
+            named=named,
         ) from None

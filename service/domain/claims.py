@@ -16,9 +16,10 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-def overlap(claim: Row | None, *, slug: str, detail: str) -> Conflict:
-    """A 409 that names what is in the way (kind, id, state and period), when it is known."""
-    if claim is None:
+def overlap(claim: Row | None, *, slug: str, detail: str, named: bool = True) -> Conflict:
+    """A 409 that names what is in the way (kind, id, state and period), when it is known and
+    the caller may see it (`named`): another scope's claim is only "not free"."""
+    if claim is None or not named:
         return Conflict(detail, slug=slug)
     return Conflict(
         f"{detail}: a {claim['kind']} ({claim['status']}) holds it from "

@@ -8,6 +8,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
+import structlog
 from aiohttp import web
 
 from service import keys, paging
@@ -42,6 +43,8 @@ from service.models import (
 )
 from service.queries import availability as availability_queries
 from service.queries import bookings
+
+log = structlog.get_logger(__name__)
 
 # The longest window a search may ask about: the longest stay any site may offer.
 MAX_SEARCH_WINDOW = timedelta(hours=720)
@@ -102,6 +105,7 @@ async def availability(request: web.Request) -> web.Response:
             avoid_km=query.avoid_km,
             sites_found=len(rows),
             beds_found=sum(r["free_beds"] for r in rows),
+            refused_before=request.app[keys.RATE_LIMITER].refused_searches(who.key_id),
         )
     request.app[keys.METRICS].searches.labels("yes" if rows else "no").inc()
     ranked = rank((_match(r) for r in rows), needs.language)
@@ -201,6 +205,21 @@ async def _present(request: web.Request, booking_id: UUID) -> BookingOut:
     return booking_out(row, history, who)
 
 
+def _replay_by_id(request: web.Request, booking_id: UUID) -> None:
+    """An Idempotency-Key replay of this answer re-reads the booking (see replay_booking), so
+    no body with the address or personal fields in it is stored."""
+    request[keys.REPLAY_BOOKING] = booking_id
+    request[keys.REPLAY_BODY] = b""
+
+
+async def replay_booking(
+    request: web.Request, booking_id: UUID, *, status: int, headers: dict[str, str]
+) -> web.Response:
+    """The replay of a stored booking answer: its status code and headers, and the booking as
+    the caller may see it now."""
+    return json_response(await _present(request, booking_id), status=status, headers=headers)
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -225,9 +244,15 @@ async def create_booking(request: web.Request) -> web.Response:
         officer_collar=body.officer_collar,
         notes=body.notes,
     )
-    async with transaction(request) as conn:
-        booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+    try:
+        async with transaction(request) as conn:
+            booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+    except domain.HoldCapReached as refused:
+        request.app[keys.METRICS].limited.labels(refused.cap).inc()
+        log.info("hold refused by cap", limit=refused.cap)
+        raise
     request.app[keys.METRICS].bookings.labels("held").inc()
+    _replay_by_id(request, booking_id)
     return json_response(
         await _present(request, booking_id),
         status=201,
@@ -294,6 +319,7 @@ def action_handler(action: str) -> Handler:
                 new_end=new_end,
             )
         request.app[keys.METRICS].bookings.labels(status).inc()
+        _replay_by_id(request, booking_id)
         return json_response(await _present(request, booking_id))
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"

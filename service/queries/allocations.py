@@ -16,13 +16,17 @@ VALUES ($1, $2, $3, 'block', 'blocked', tstzrange($4, $5, '[)'), $6)
 RETURNING id, bed_id, lower(period) AS start, upper(period) AS "end", reason, created_at
 """
 
-# The live claim that stands in the way of [start, end) on a bed, to name it in a 409.
+# The live claim that stands in the way of [start, end) on a bed, to name it in a 409, with
+# whose it is (the booking's force, the site's provider): only its owners may see it named.
 FIND_CONFLICT = """
-SELECT id, kind, status, lower(period) AS start, upper(period) AS "end"
-FROM allocation
-WHERE bed_id = $1 AND period && tstzrange($2, $3, '[)')
-  AND allocation_is_live(status, hold_expires_at, respond_by, $4)
-ORDER BY lower(period)
+SELECT a.id, a.kind, a.status, lower(a.period) AS start, upper(a.period) AS "end",
+       bk.force_code, s.provider_id
+FROM allocation a
+JOIN site s ON s.id = a.site_id
+LEFT JOIN booking bk ON bk.id = a.id
+WHERE a.bed_id = $1 AND a.period && tstzrange($2, $3, '[)')
+  AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
+ORDER BY lower(a.period)
 LIMIT 1
 """
 

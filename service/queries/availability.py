@@ -54,9 +54,9 @@ WHERE free_beds > 0
 RECORD_SEARCH = """
 INSERT INTO search (
     at, api_key_id, role, force_code, window_start, window_end, gender, dependants, wheelchair,
-    language, near_given, max_km, avoid_km, sites_found, beds_found
+    language, near_given, max_km, avoid_km, sites_found, beds_found, refused_before
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 """
 
 
@@ -118,6 +118,7 @@ async def record_search(
     avoid_km: float | None,
     sites_found: int,
     beds_found: int,
+    refused_before: int = 0,
 ) -> None:
     await conn.execute(
         RECORD_SEARCH,
@@ -136,4 +137,5 @@ async def record_search(
         avoid_km,
         sites_found,
         beds_found,
+        refused_before,
     )

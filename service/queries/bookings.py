@@ -48,6 +48,23 @@ WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
   )
 """
 
+# Every hold of a force takes this lock first (before any bed's claim lock, so no cycle), for
+# the rest of its transaction: the count below then sees every hold of the force that got in
+# before it, on any replica. The force's lock covers its keys' caps too (a key has one force).
+LOCK_HOLD_CAPS = "SELECT pg_advisory_xact_lock(hashtextextended('hold-cap:' || $1::text, 0))"
+
+# The force's live holds, and the key's among them, with when the first of each lapses.
+# Through allocation_hold_due_idx (partial on status = 'held'): never grows with history.
+LIVE_HOLDS = """
+SELECT count(*) FILTER (WHERE b.created_by = $2) AS by_key,
+       count(*) AS by_force,
+       min(a.hold_expires_at) FILTER (WHERE b.created_by = $2) AS key_next_lapse,
+       min(a.hold_expires_at) AS force_next_lapse
+FROM allocation a
+JOIN booking b ON b.id = a.id
+WHERE a.status = 'held' AND a.hold_expires_at > $3 AND b.force_code = $1
+"""
+
 INSERT_HOLD = """
 INSERT INTO allocation (id, site_id, bed_id, kind, status, period, hold_expires_at)
 VALUES ($1, $2, $3, 'booking', 'held', tstzrange($4, $5, '[)'), $6)
@@ -184,6 +201,18 @@ ORDER BY booking_id, id
 
 async def site_for_booking(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(SITE_FOR_BOOKING, site_id)
+
+
+async def lock_hold_caps(conn: Connection, force_code: str) -> None:
+    await conn.execute(LOCK_HOLD_CAPS, force_code)
+
+
+async def live_holds(
+    conn: Connection, force_code: str, api_key_id: UUID, at: datetime
+) -> asyncpg.Record:
+    row = await conn.fetchrow(LIVE_HOLDS, force_code, api_key_id, at)
+    assert row is not None
+    return row
 
 
 async def free_beds(

@@ -14,7 +14,8 @@ from service.db import Connection
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 0))"
 
 FIND = """
-SELECT request_hash, response_status, response_type, response_headers, response_body
+SELECT request_hash, response_status, response_type, response_headers, response_body,
+       booking_id
 FROM idempotency_key
 WHERE api_key_id = $1 AND key = $2 AND created_at > $3
 """
@@ -23,16 +24,17 @@ WHERE api_key_id = $1 AND key = $2 AND created_at > $3
 STORE = """
 INSERT INTO idempotency_key (
     api_key_id, key, request_hash, response_status, response_type, response_headers,
-    response_body, created_at
+    response_body, created_at, booking_id
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (api_key_id, key) DO UPDATE SET
     request_hash = excluded.request_hash,
     response_status = excluded.response_status,
     response_type = excluded.response_type,
     response_headers = excluded.response_headers,
     response_body = excluded.response_body,
-    created_at = excluded.created_at
+    created_at = excluded.created_at,
+    booking_id = excluded.booking_id
 """
 
 PURGE = "DELETE FROM idempotency_key WHERE created_at <= $1"
@@ -58,9 +60,10 @@ async def store(
     headers: dict[str, str],
     body: bytes,
     at: datetime,
+    booking_id: UUID | None = None,
 ) -> None:
     await conn.execute(
-        STORE, api_key_id, key, request_hash, status, content_type, headers, body, at
+        STORE, api_key_id, key, request_hash, status, content_type, headers, body, at, booking_id
     )
 
 

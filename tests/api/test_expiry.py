@@ -10,7 +10,7 @@ from service.db import Pool
 from service.jobs import sweep_once
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
-from tests.support.world import World
+from tests.support.world import World, new_key
 
 
 async def _status_in_db(db: Pool, booking_id: str) -> str:
@@ -114,7 +114,11 @@ async def test_concurrent_sweeps_expire_each_booking_once(
     site = await world.site()
     for _ in range(12):
         await world.bed(site["id"])
-    made = [await world.book(site["id"], clock.now()) for _ in range(12)]
+    # Three officers of the force, four holds each: within the cap on live holds per key.
+    officers = [world.officer] + [
+        await new_key(world.api, world.admin, role="officer", force=world.force) for _ in range(2)
+    ]
+    made = [await world.book(site["id"], clock.now(), key=officers[i % 3]) for i in range(12)]
     clock.advance(seconds=901)
     await asyncio.gather(*(sweep_once(db, clock) for _ in range(4)))
     async with db.acquire() as conn:
