@@ -94,8 +94,14 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Poo
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        # UTC on every connection: timestamps come back aware and in UTC.
-        server_settings={"timezone": "UTC", "application_name": "places-of-safety"},
+        # UTC on every connection: timestamps come back aware and in UTC. JIT off: measured on
+        # the bench data set (1M allocations), compiling a search's plan took 550 ms for a
+        # query that runs in 3 ms; no request query here is long enough to win it back.
+        server_settings={
+            "timezone": "UTC",
+            "application_name": "places-of-safety",
+            "jit": "off",
+        },
     )
     await pool.fetchval("SELECT 1")
     log.info("database pool open", dsn=hide_password(dsn), min_size=min_size, max_size=max_size)

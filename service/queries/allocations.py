@@ -21,22 +21,22 @@ RETURNING id, bed_id, lower(period) AS start, upper(period) AS "end", reason, cr
 FIND_CONFLICT = """
 SELECT a.id, a.kind, a.status, lower(a.period) AS start, upper(a.period) AS "end",
        bk.force_code, s.provider_id
-FROM allocation a
+FROM live_claims($2, $3, $4) c
+JOIN allocation a ON a.id = c.allocation_id
 JOIN site s ON s.id = a.site_id
 LEFT JOIN booking bk ON bk.id = a.id
-WHERE a.bed_id = $1 AND a.period && tstzrange($2, $3, '[)')
-  AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
+WHERE c.bed_id = $1
 ORDER BY lower(a.period)
 LIMIT 1
 """
 
 # What still claims a bed from `at` on: such a bed cannot be retired.
 FIND_FUTURE_CLAIM = """
-SELECT id, kind, status, lower(period) AS start, upper(period) AS "end"
-FROM allocation
-WHERE bed_id = $1 AND upper(period) > $2
-  AND allocation_is_live(status, hold_expires_at, respond_by, $2)
-ORDER BY lower(period)
+SELECT a.id, a.kind, a.status, lower(a.period) AS start, upper(a.period) AS "end"
+FROM live_claims($2, 'infinity', $2) c
+JOIN allocation a ON a.id = c.allocation_id
+WHERE c.bed_id = $1
+ORDER BY lower(a.period)
 LIMIT 1
 """
 
@@ -68,7 +68,8 @@ WITH claim AS (
                 ELSE upper(a.period) END AS "end"
     FROM allocation a
     LEFT JOIN booking bk ON bk.id = a.id
-    WHERE a.site_id = $1
+    -- Through allocation_site_period_idx: the site's claims overlapping the window only.
+    WHERE a.site_id = $1 AND a.period && tstzrange($2, $3, '[)')
       AND (allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
            OR a.status = 'departed')
 )

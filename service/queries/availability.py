@@ -31,24 +31,23 @@ WITH site_match AS (
       AND ($10::float8 IS NULL
            OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west, s.cell_north,
                               s.cell_east) >= $12::float8)
-), with_beds AS (
-    SELECT m.*,
-           (SELECT count(*) FROM bed b
-            WHERE b.site_id = m.id AND b.removed_at IS NULL AND b.in_service
-              AND b.max_dependants >= $5::int
-              AND (b.wheelchair_accessible OR NOT $6::bool)
-              AND NOT EXISTS (
-                  SELECT 1 FROM allocation a
-                  WHERE a.bed_id = b.id AND a.period && tstzrange($1, $2, '[)')
-                    AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $3)
-              )) AS free_beds
-    FROM site_match m
-    WHERE $9::float8 IS NULL OR m.distance_km <= $9
+), in_reach AS (
+    SELECT * FROM site_match WHERE $9::float8 IS NULL OR distance_km <= $9
+), free AS (
+    -- The free-bed rule (sql/0007_free_bed_rule.sql): no live claim overlaps the window.
+    SELECT b.site_id, count(*) AS free_beds
+    FROM bed b
+    WHERE b.site_id IN (SELECT id FROM in_reach)
+      AND b.removed_at IS NULL AND b.in_service
+      AND b.max_dependants >= $5::int
+      AND (b.wheelchair_accessible OR NOT $6::bool)
+      AND NOT EXISTS (SELECT 1 FROM live_claims($1, $2, $3) c WHERE c.bed_id = b.id)
+    GROUP BY b.site_id
 )
-SELECT id, name, provider, area, booking_mode, languages, interpreter_on_call, distance_km,
-       free_beds
-FROM with_beds
-WHERE free_beds > 0
+SELECT m.id, m.name, m.provider, m.area, m.booking_mode, m.languages, m.interpreter_on_call,
+       m.distance_km, f.free_beds
+FROM in_reach m
+JOIN free f ON f.site_id = m.id
 """
 
 RECORD_SEARCH = """

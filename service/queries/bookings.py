@@ -41,11 +41,7 @@ FROM bed b
 WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
   AND b.max_dependants >= $4
   AND (b.wheelchair_accessible OR NOT $5)
-  AND NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE a.bed_id = b.id AND a.period && tstzrange($2, $3, '[)')
-        AND allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $6)
-  )
+  AND NOT EXISTS (SELECT 1 FROM live_claims($2, $3, $6) c WHERE c.bed_id = b.id)
 """
 
 # Every hold of a force takes this lock first (before any bed's claim lock, so no cycle), for
