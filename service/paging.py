@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from service.errors import ValidationProblem
+from service.models import parse_timestamp, refused_character
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -25,14 +26,26 @@ def encode(*values: object) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+# An issued cursor is well under 200 characters; anything far longer was not issued here, and
+# refusing it before decoding bounds the work (and the nesting) a crafted one can cause.
+MAX_CURSOR_LENGTH = 512
+
+
+class _NotACursor(Exception):
+    pass
+
+
 def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
+    """Any cursor this service did not issue is a 400 naming `cursor`, however it is made."""
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH or not cursor.isascii():
+            raise _NotACursor
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
         if not isinstance(values, list):
-            raise TypeError("not a list")
+            raise _NotACursor
         return parse(values)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (_NotACursor, binascii.Error, ValueError, TypeError, RecursionError):
         raise ValidationProblem(
             "cursor is not one this service issued",
             errors=[{"field": "cursor", "message": "not a cursor this service issued"}],
@@ -40,17 +53,19 @@ def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
 
 
 def _position(values: list[Any]) -> Position:
+    if len(values) != 2 or not all(isinstance(v, str) for v in values):
+        raise _NotACursor
     at, ident = values
-    moment = datetime.fromisoformat(at)
-    if moment.tzinfo is None:
-        raise ValueError("naive cursor time")
-    return moment, UUID(ident)
+    # The same rules as a timestamp a client sends: an offset, years 1 to 9999 in UTC.
+    return parse_timestamp(at), UUID(ident)
 
 
 def _text(values: list[Any]) -> str:
-    (value,) = values
-    if not isinstance(value, str):
-        raise TypeError("not text")
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise _NotACursor
+    value: str = values[0]
+    if refused_character(value) is not None:
+        raise _NotACursor
     return value
 
 
