@@ -28,17 +28,20 @@ from pydantic import (
 # overrides, isolates and marks). Free text (addresses, notes, reasons) keeps newline and tab.
 # openapi.yaml carries the same rules as the `pattern`s below (ECMA-262, as JSON Schema reads
 # them); a test holds the two together.
-_FORMATTING = "\\u061C\\u200E\\u200F\\u2028-\\u202E\\u2066-\\u2069\\uD800-\\uDFFF"
+_FORMATTING = "\\u061C\\u200E\\u200F\\u2028-\\u202E\\u2066-\\u2069"
 _ALWAYS_REFUSED = "\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F" + _FORMATTING
 _LINE_REFUSED = "\\x00-\\x1F\\x7F-\\x9F" + _FORMATTING
+# Unpaired surrogates are no Unicode characters at all, so JSON Schema patterns cannot name
+# them (regex engines refuse the range); the service refuses them all the same.
+_SURROGATES = "\\uD800-\\uDFFF"
 # What str.strip() removes among the characters that remain allowed: text of these alone is blank.
 _BLANK = " \\u00A0\\u1680\\u2000-\\u200A\\u202F\\u205F\\u3000"
 _BLANK_TEXT = "\\x09\\x0A" + _BLANK
 SINGLE_LINE_PATTERN = f"^[{_BLANK}]*[^{_LINE_REFUSED}{_BLANK}][^{_LINE_REFUSED}]*$"
 FREE_TEXT_PATTERN = f"^[{_BLANK_TEXT}]*[^{_ALWAYS_REFUSED}{_BLANK_TEXT}][^{_ALWAYS_REFUSED}]*$"
 OPTIONAL_TEXT_PATTERN = f"^[^{_ALWAYS_REFUSED}]*$"
-_REFUSED_IN_LINE = re.compile(f"[{_LINE_REFUSED}]")
-_REFUSED_IN_TEXT = re.compile(f"[{_ALWAYS_REFUSED}]")
+_REFUSED_IN_LINE = re.compile(f"[{_LINE_REFUSED}{_SURROGATES}]")
+_REFUSED_IN_TEXT = re.compile(f"[{_ALWAYS_REFUSED}{_SURROGATES}]")
 
 
 def refused_character(value: str, *, free_text: bool = False) -> str | None:

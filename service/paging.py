@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,9 +27,10 @@ def encode(*values: object) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-# An issued cursor is well under 200 characters; anything far longer was not issued here, and
-# refusing it before decoding bounds the work (and the nesting) a crafted one can cause.
-MAX_CURSOR_LENGTH = 512
+# Issued cursors are unpadded base64url and well under 200 characters; refusing anything else
+# before decoding bounds the work (and the nesting) a crafted one can cause. openapi.yaml says
+# the same as the Cursor parameter's pattern.
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,512}")
 
 
 class _NotACursor(Exception):
@@ -38,7 +40,7 @@ class _NotACursor(Exception):
 def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
     """Any cursor this service did not issue is a 400 naming `cursor`, however it is made."""
     try:
-        if len(cursor) > MAX_CURSOR_LENGTH or not cursor.isascii():
+        if not _CURSOR.fullmatch(cursor):
             raise _NotACursor
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
