@@ -13,6 +13,7 @@ schema-valid request may still be refused.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -26,9 +27,15 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+)
 
 from tests.support.api import SPEC_PATH
 from tests.support.clock import ManualClock
@@ -115,7 +122,97 @@ def _fuzz(base_url: str, key: str, ids: dict[str, str], examples: int) -> Tally:
             except Unsatisfiable:
                 # Nothing to mutate (no parameters, no body): no negative request exists.
                 assert mode is GenerationMode.NEGATIVE, operation.label
+        _hostile_test(operation, fixed, examples, tally, base_url, headers, session)()
     return tally
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+# Values that reached a 500 before issue 6 (and their neighbours), for any text a client sends.
+HOSTILE = [
+    "a\u0000b",
+    "\u0000",
+    "\u001b[2J\u001b[31m",
+    "bell\u0007",
+    "back\u0008space",
+    "Haven \u202eesuoH",
+    "\u2067isolate\u2069",
+    "\u0085next line",
+    "   ",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
+    "0000-01-01T00:00:00Z",
+    _cursor(["2030-01-01T00:00:00+00:00", "not-a-uuid"]),
+    _cursor([["2030-01-01T00:00:00+00:00"], {"id": 1}]),
+    base64.urlsafe_b64encode(b"[" * 300 + b"]" * 300).decode().rstrip("="),
+    _cursor(["\u0000"]),
+    _cursor(["0001-01-01T00:00:00+01:00", "6f1b5c36-5a4e-4b8e-9a59-6a1e0b1f7c2d"]),
+    "x" * 600,
+]
+# (Unpaired surrogates, which schemathesis cannot send, are in tests/api/test_bad_input.py.)
+
+
+def _poison(value: Any, draw: Callable[[list[str]], str], pool: list[str]) -> Any:
+    if isinstance(value, str):
+        return draw(pool)
+    if isinstance(value, dict):
+        return {k: _poison(v, draw, pool) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_poison(v, draw, pool) for v in value]
+    return value
+
+
+def _hostile_test(
+    operation: schemathesis.APIOperation,
+    fixed: dict[str, str],
+    examples: int,
+    tally: Tally,
+    base_url: str,
+    headers: dict[str, str],
+    session: requests.Session,
+) -> Callable[[], None]:
+    """Valid requests with every string in the query and body replaced by a hostile value:
+    each is refused with a 4xx problem the contract describes, never a 5xx."""
+    strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters=fixed)
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy, data=st.data())
+    def run(case: schemathesis.Case, data: st.DataObject) -> None:
+        def draw(pool: list[str]) -> str:
+            return data.draw(st.sampled_from(pool))
+
+        if case.query:
+            case.query = _poison(dict(case.query), draw, HOSTILE)
+        if isinstance(case.body, dict | list):
+            case.body = _poison(case.body, draw, HOSTILE)
+        tally.requests += 1
+        response = case.call(base_url=base_url, session=session, headers=headers)
+        tally.statuses[response.status_code] += 1
+        try:
+            case.validate_response(
+                response,
+                checks=[not_a_server_error, content_type_conformance, response_schema_conformance],
+                headers=headers,
+                transport_kwargs={"base_url": base_url},
+            )
+        except FailureGroup as group:
+            tally.failures += [
+                f"{operation.label} [hostile] {case.as_curl_command(headers)}\n"
+                f"  -> {response.status_code} {response.content[:300]!r}\n"
+                f"  {failure.title}: {failure.message}"
+                for failure in group.exceptions
+            ]
+
+    return run
 
 
 def _operation_test(
