@@ -10,10 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from openapi_core.testing import MockRequest
 
 from service.db import Pool
-from tests.support.api import SPEC_HOST, spec
+from service.models import FREE_TEXT_PATTERN, OPTIONAL_TEXT_PATTERN, SINGLE_LINE_PATTERN
+from tests.support.api import SPEC_HOST, SPEC_PATH, spec
 from tests.support.clock import ManualClock
 from tests.support.world import World, bed_body, booking_body, site_body, unique
 
@@ -586,3 +588,19 @@ async def test_if_match_with_a_list_passes_when_any_tag_matches(world: World) ->
         path, {"area": "Hull"}, key=world.provider, headers={"If-Match": '"x",W/"1", "2"'}
     )
     assert reply.status == 200, reply.body
+
+
+def test_the_contract_carries_the_services_text_rules() -> None:
+    document = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    schemas = document["components"]["schemas"]
+    assert schemas["SingleLine"]["pattern"] == SINGLE_LINE_PATTERN
+    assert schemas["FreeText"]["pattern"] == FREE_TEXT_PATTERN
+    assert schemas["OptionalFreeText"]["pattern"] == OPTIONAL_TEXT_PATTERN
+    # Every text field a client sends has a pattern (the text rules, or a stricter one).
+    for name, schema in schemas.items():
+        if not name.endswith("In") and not name.endswith("Patch"):
+            continue
+        for field_name, prop in schema.get("properties", {}).items():
+            types = prop.get("type")
+            if "string" in (types if isinstance(types, list) else [types]):
+                assert "pattern" in prop or "format" in prop or "enum" in prop, (name, field_name)
