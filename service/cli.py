@@ -20,6 +20,7 @@ from service.db import Connection, create_pool, resolve_dsn
 from service.demo import DemoKey, live_demo_keys, seed_demo
 from service.log import configure_logging
 from service.migrate import is_current, migrate
+from service.models import refused_character
 from service.queries import api_keys, bookings, idempotency, reference
 from service.settings import Settings, load_settings
 
@@ -116,7 +117,18 @@ def _print_demo_keys(demo_keys: list[DemoKey]) -> None:
         print(f"  {key.role:<9} {key.secret}")
 
 
+def shown(text: object) -> str:
+    """Text as a terminal may print it: anything not printable (escape sequences, backspace,
+    bidirectional overrides) appears as its Python escape instead of acting on the screen."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in str(text)
+    )
+
+
 async def _key_problem(conn: Connection, args: argparse.Namespace) -> str | None:
+    if refused_character(args.name) is not None or not args.name.strip():
+        return "--name must be one line of printable text"
     if args.role == "officer" and not args.force:
         return "an officer key needs --force CODE"
     if args.role == "provider" and not args.provider:
@@ -146,7 +158,7 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                 force_code=args.force,
                 provider_id=args.provider,
             )
-            print(f"created {row['role']} key {row['id']} ({row['name']}); shown once:")
+            print(f"created {row['role']} key {row['id']} ({shown(row['name'])}); shown once:")
             print(secret)
             return 0
         if args.key_command == "list":
@@ -154,15 +166,15 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                 scope = row["force_code"] or row["provider_id"] or "-"
                 state = "revoked" if row["revoked_at"] else "active"
                 print(
-                    f"{row['id']}  {row['prefix']}...  {row['role']:<8}  {scope}  "
-                    f"{state}  {row['name']}"
+                    f"{row['id']}  {shown(row['prefix'])}...  {row['role']:<8}  {shown(scope)}  "
+                    f"{state}  {shown(row['name'])}"
                 )
             return 0
         revoked = await api_keys.revoke(conn, args.id, await conn.fetchval("SELECT now()"))
         if revoked is None:
             print(f"pos api-key revoke: no API key has the id {args.id}", file=sys.stderr)
             return 1
-        print(f"revoked {revoked['id']} ({revoked['name']})")
+        print(f"revoked {revoked['id']} ({shown(revoked['name'])})")
         return 0
 
 

@@ -186,13 +186,18 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized(
             "send your API key as `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": 'Bearer realm="places-of-safety"'},
         )
-    async with request.app[keys.POOL].acquire() as conn:
-        row = await api_key_queries.authenticate(conn, hash_key(token.strip()))
+    row = None
+    # Keys are printable ASCII; anything else (a byte that is not UTF-8 arrives as a lone
+    # surrogate) is no key of ours and is answered like an unknown one, without a lookup.
+    if token.isascii() and token.isprintable():
+        async with request.app[keys.POOL].acquire() as conn:
+            row = await api_key_queries.authenticate(conn, hash_key(token))
     if row is None:
         raise Unauthorized(
             "the API key is unknown or revoked",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,39 +21,106 @@ from pydantic import (
 
 # --- shared field types ------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+# Text a client sends is stored, shown to officers and printed on terminals, so it may not
+# carry characters that PostgreSQL cannot store (U+0000, unpaired surrogates) or that change
+# how the text around them is shown: C0 and C1 controls (escape sequences, bell, backspace,
+# carriage return), DEL, line and paragraph separators, and bidirectional formatting (embeddings,
+# overrides, isolates and marks). Free text (addresses, notes, reasons) keeps newline and tab.
+# openapi.yaml carries the same rules as the `pattern`s below (ECMA-262, as JSON Schema reads
+# them); a test holds the two together.
+_FORMATTING = "\\u061C\\u200E\\u200F\\u2028-\\u202E\\u2066-\\u2069"
+_ALWAYS_REFUSED = "\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F" + _FORMATTING
+_LINE_REFUSED = "\\x00-\\x1F\\x7F-\\x9F" + _FORMATTING
+# Unpaired surrogates are no Unicode characters at all, so JSON Schema patterns cannot name
+# them (regex engines refuse the range); the service refuses them all the same.
+_SURROGATES = "\\uD800-\\uDFFF"
+# What str.strip() removes among the characters that remain allowed: text of these alone is blank.
+_BLANK = " \\u00A0\\u1680\\u2000-\\u200A\\u202F\\u205F\\u3000"
+_BLANK_TEXT = "\\x09\\x0A" + _BLANK
+SINGLE_LINE_PATTERN = f"^[{_BLANK}]*[^{_LINE_REFUSED}{_BLANK}][^{_LINE_REFUSED}]*$"
+FREE_TEXT_PATTERN = f"^[{_BLANK_TEXT}]*[^{_ALWAYS_REFUSED}{_BLANK_TEXT}][^{_ALWAYS_REFUSED}]*$"
+OPTIONAL_TEXT_PATTERN = f"^[^{_ALWAYS_REFUSED}]*$"
+_REFUSED_IN_LINE = re.compile(f"[{_LINE_REFUSED}{_SURROGATES}]")
+_REFUSED_IN_TEXT = re.compile(f"[{_ALWAYS_REFUSED}{_SURROGATES}]")
 
 
-def _parse_timestamp(value: object) -> object:
-    """RFC 3339 with an explicit offset; stored and returned in UTC."""
+def refused_character(value: str, *, free_text: bool = False) -> str | None:
+    """The first character text may not hold, as U+XXXX; None when there is none."""
+    found = (_REFUSED_IN_TEXT if free_text else _REFUSED_IN_LINE).search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def _text_rule(*, free_text: bool, blank: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        refused = refused_character(value, free_text=free_text)
+        if refused is not None:
+            kind = "control, bidirectional or unpaired surrogate"
+            allowed = " (newline and tab are allowed)" if free_text else ""
+            raise ValueError(f"must not contain {kind} characters such as {refused}{allowed}")
+        stripped = value.strip()
+        if not stripped and not blank:
+            raise ValueError("must contain more than whitespace")
+        return stripped
+
+    return AfterValidator(check)
+
+
+_LINE = _text_rule(free_text=False, blank=False)
+_FREE = _text_rule(free_text=True, blank=False)
+_FREE_OR_BLANK = _text_rule(free_text=True, blank=True)
+
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_NAIVE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$")
+
+
+def parse_timestamp(value: object) -> datetime:
+    """RFC 3339 with an explicit offset, as a UTC datetime within years 1 to 9999."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp must include a UTC offset")
-        return value.astimezone(UTC)
-    if not isinstance(value, str):
+        moment = value
+    elif not isinstance(value, str):
         raise ValueError("must be an RFC 3339 timestamp string")
-    if not _RFC3339.match(value):
-        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", value):
+    elif not _RFC3339.match(value):
+        if _NAIVE.match(value):
             raise ValueError(
                 "timestamp must include a UTC offset, e.g. 2026-11-23T03:00:00Z or +01:00"
             )
         raise ValueError("must be an RFC 3339 timestamp such as 2026-11-23T03:00:00Z")
-    # Python < 3.11 style fractional seconds beyond microseconds are trimmed to 6 digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("z", "Z").replace("t", "T")
+    else:
+        # Python < 3.11 style fractional seconds beyond microseconds are trimmed to 6 digits.
+        text = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", value).replace("z", "Z").replace("t", "T")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not a valid date or time: {exc}") from None
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError as exc:
-        raise ValueError(f"not a valid date or time: {exc}") from None
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC; 0001-01-01T00:00:00+01:00 in year 0.
+        raise ValueError("must fall within years 1 to 9999 in UTC") from None
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+def _integral(value: object) -> object:
+    """JSON Schema's integer includes 72.0: a number with no fraction is that integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+Integer = Annotated[int, BeforeValidator(_integral)]
+# Lengths count what the client sent (as JSON Schema's maxLength does), before trimming.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), _LINE]
+Short = Annotated[str, StringConstraints(min_length=1, max_length=100), _LINE]
+Collar = Annotated[str, StringConstraints(min_length=1, max_length=50), _LINE]
+Text500 = Annotated[str, StringConstraints(min_length=1, max_length=500), _FREE]
+Notes = Annotated[str, StringConstraints(max_length=2000), _FREE_OR_BLANK]
 ForceCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
-Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")
-]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
 Gender = Literal["female", "male", "non_binary"]
 RoomType = Literal["single", "shared", "family"]
 BookingMode = Literal["instant", "request"]
@@ -193,7 +261,7 @@ class SiteIn(Body):
     languages: list[LanguageCode] = Field(default_factory=list, max_length=50)
     interpreter_on_call: bool = False
     booking_mode: BookingMode
-    max_stay_hours: int = Field(default=72, ge=1, le=720)
+    max_stay_hours: Integer = Field(default=72, ge=1, le=720)
     status: SiteStatus = "active"
     phone: Phone
 
@@ -213,7 +281,7 @@ class SitePatch(Patch):
     languages: list[LanguageCode] | None = Field(default=None, max_length=50)
     interpreter_on_call: bool | None = None
     booking_mode: BookingMode | None = None
-    max_stay_hours: int | None = Field(default=None, ge=1, le=720)
+    max_stay_hours: Integer | None = Field(default=None, ge=1, le=720)
     status: SiteStatus | None = None
     phone: Phone | None = None
 
@@ -250,21 +318,18 @@ class SiteOut(Out):
 
 
 class BedIn(Body):
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    label: Short
     room_type: RoomType
     wheelchair_accessible: bool = False
-    max_dependants: int = Field(default=0, ge=0, le=20)
+    max_dependants: Integer = Field(default=0, ge=0, le=20)
     in_service: bool = True
 
 
 class BedPatch(Patch):
-    label: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-        | None
-    ) = None
+    label: Short | None = None
     room_type: RoomType | None = None
     wheelchair_accessible: bool | None = None
-    max_dependants: int | None = Field(default=None, ge=0, le=20)
+    max_dependants: Integer | None = Field(default=None, ge=0, le=20)
     in_service: bool | None = None
 
 
@@ -364,7 +429,6 @@ BookingStatus = Literal[
     "declined",
     "no_show",
 ]
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class AvailabilityQuery(Query):
@@ -413,7 +477,7 @@ class AvailabilityOut(Out):
 
 class NeedsIn(Body):
     gender: Gender
-    dependants: int = Field(default=0, ge=0, le=20)
+    dependants: Integer = Field(default=0, ge=0, le=20)
     wheelchair: bool = False
     language: LanguageCode | None = None
 
@@ -425,10 +489,8 @@ class BookingIn(Body):
     needs: NeedsIn
     person_ref: Short
     custody_suite: Name
-    officer_collar: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
-    ]
-    notes: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    officer_collar: Collar
+    notes: Notes | None = None
 
     @model_validator(mode="after")
     def _window(self) -> Self:

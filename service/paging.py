@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from service.errors import ValidationProblem
+from service.models import parse_timestamp, refused_character
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -25,14 +27,27 @@ def encode(*values: object) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+# Issued cursors are unpadded base64url and well under 200 characters; refusing anything else
+# before decoding bounds the work (and the nesting) a crafted one can cause. openapi.yaml says
+# the same as the Cursor parameter's pattern.
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,512}")
+
+
+class _NotACursor(Exception):
+    pass
+
+
 def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
+    """Any cursor this service did not issue is a 400 naming `cursor`, however it is made."""
     try:
+        if not _CURSOR.fullmatch(cursor):
+            raise _NotACursor
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
         if not isinstance(values, list):
-            raise TypeError("not a list")
+            raise _NotACursor
         return parse(values)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (_NotACursor, binascii.Error, ValueError, TypeError, RecursionError):
         raise ValidationProblem(
             "cursor is not one this service issued",
             errors=[{"field": "cursor", "message": "not a cursor this service issued"}],
@@ -40,17 +55,19 @@ def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
 
 
 def _position(values: list[Any]) -> Position:
+    if len(values) != 2 or not all(isinstance(v, str) for v in values):
+        raise _NotACursor
     at, ident = values
-    moment = datetime.fromisoformat(at)
-    if moment.tzinfo is None:
-        raise ValueError("naive cursor time")
-    return moment, UUID(ident)
+    # The same rules as a timestamp a client sends: an offset, years 1 to 9999 in UTC.
+    return parse_timestamp(at), UUID(ident)
 
 
 def _text(values: list[Any]) -> str:
-    (value,) = values
-    if not isinstance(value, str):
-        raise TypeError("not text")
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise _NotACursor
+    value: str = values[0]
+    if refused_character(value) is not None:
+        raise _NotACursor
     return value
 
 

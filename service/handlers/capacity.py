@@ -16,7 +16,7 @@ from service.errors import Conflict, NotFound, PreconditionFailed
 from service.handlers.common import (
     connection,
     etag,
-    if_match_version,
+    if_match_allows,
     json_response,
     now,
     path_id,
@@ -119,10 +119,9 @@ def _writer(request: web.Request) -> Principal:
 
 
 def _check_version(request: web.Request, current: int) -> None:
-    wanted = if_match_version(request)
-    if wanted is not None and wanted != current:
+    if not if_match_allows(request, current):
         raise PreconditionFailed(
-            f"If-Match names version {wanted} but the current version is {current}; "
+            f"If-Match does not name the current version, {current}; "
             "read it again and reapply your change",
             extra={"current_version": current},
         )

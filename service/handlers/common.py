@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -37,11 +38,62 @@ def field_errors(exc: ValidationError, root: str = "body") -> list[dict[str, str
     return errors
 
 
+class _Object(dict[str, Any]):
+    """A JSON object as parsed, remembering the keys it was given more than once."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    parsed = _Object(pairs)
+    seen: set[str] = set()
+    parsed.repeated = []
+    for key, _ in pairs:
+        if key in seen:
+            parsed.repeated.append(key)
+        seen.add(key)
+    return parsed
+
+
+def repeated_keys(raw: bytes) -> list[str]:
+    """Where the JSON document repeats a key in one object, as dotted paths. JSON that does not
+    parse is left to pydantic to name; nesting too deep to parse is refused here."""
+    try:
+        document = json.loads(raw, object_pairs_hook=_object)
+    except ValueError:
+        return []
+    except RecursionError:
+        raise ValidationProblem(
+            "the body is nested too deeply",
+            errors=[{"field": "body", "message": "the body is nested too deeply"}],
+        ) from None
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        children: list[tuple[str, Any]] = []
+        if isinstance(value, _Object):
+            found += [f"{path}{key}" for key in value.repeated]
+            children = [(f"{path}{key}.", item) for key, item in value.items()]
+        elif isinstance(value, list):
+            children = [(f"{path}{index}.", item) for index, item in enumerate(value)]
+        stack += children
+    return sorted(set(found))
+
+
 async def read_body(request: web.Request, model: type[B]) -> B:
-    """The one body parser: JSON only, exact fields, every error named."""
+    """The one body parser: JSON only, no key given twice, exact fields, every error named."""
     if request.content_type not in JSON_TYPES:
         raise UnsupportedMediaType("send the body as application/json")
     raw = await request.read()
+    # Parsers keep the last of repeated keys, others the first: {"role": "officer", "role":
+    # "admin"} must not mean whatever this parser happens to pick.
+    repeated = repeated_keys(raw)
+    if repeated:
+        errors = [{"field": field, "message": "given more than once"} for field in repeated]
+        raise ValidationProblem(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -120,13 +172,15 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def if_match_version(request: web.Request) -> int | None:
-    """The version an If-Match asks for; None when absent or `*`. Unparseable never matches."""
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
+
+
+def if_match_allows(request: web.Request, current: int) -> bool:
+    """Whether If-Match lets a change to version `current` go ahead (RFC 9110 13.1.1): absent,
+    `*`, or a list naming the current version's entity tag. If-Match compares strongly, so a
+    weak tag never matches, and neither does anything unparseable."""
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
-        return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    try:
-        return int(tag)
-    except ValueError:
-        return -1
+        return True
+    wanted = etag(current)
+    return any(not weak and f'"{tag}"' == wanted for weak, tag in _ENTITY_TAG.findall(header))

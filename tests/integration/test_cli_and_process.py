@@ -156,3 +156,21 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
         _, err = await asyncio.wait_for(server.proc.communicate(), timeout=30)
     assert server.proc.returncode == 0
     assert '"event": "database pool closed"' in err.decode()
+
+
+async def test_api_key_list_never_prints_control_or_bidi_characters(fresh_database: str) -> None:
+    env = pos_env(DATABASE_URL=fresh_database)
+    assert (await pos("migrate", env=env))[0] == 0
+    # A name stored before the API refused such text (or written straight to the database).
+    hostile = "ops\x1b[2J\x1b]0;owned\x07\u202egnp.exe\x08\r"
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await issue_key(conn, name=hostile, role="admin", force_code=None, provider_id=None)
+    finally:
+        await conn.close()
+    code, listing, _ = await pos("api-key", "list", env=env)
+    assert code == 0
+    assert all(ch.isprintable() or ch == "\n" for ch in listing), listing
+    assert r"ops\x1b[2J\x1b]0;owned\x07\u202egnp.exe\x08\r" in listing
+    code, _, err = await pos("api-key", "create", "--role", "admin", "--name", hostile, env=env)
+    assert code == 2 and "--name" in err
