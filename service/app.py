@@ -9,7 +9,7 @@ from aiohttp import web
 
 from service import keys
 from service.clock import Clock, SystemClock
-from service.db import create_pool, resolve_dsn
+from service.db import create_pool, pool_state, resolve_dsn
 from service.domain.bookings import Policy
 from service.jobs import expiry_job
 from service.metrics import Metrics
@@ -39,6 +39,7 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
             max_size=settings.db_pool_max,
         )
         app[keys.POOL] = pool
+        app[keys.METRICS].watch_pool(lambda: pool_state(pool))
         try:
             yield
         finally:

@@ -106,3 +106,20 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Poo
     await pool.fetchval("SELECT 1")
     log.info("database pool open", dsn=hide_password(dsn), min_size=min_size, max_size=max_size)
     return pool
+
+
+def pool_state(pool: Pool) -> dict[str, int] | None:
+    """What the pool is doing now, for metrics; None once it is closed."""
+    if pool.is_closing():
+        return None
+    # asyncpg keeps waiting acquirers in its queue's getters and has no public count of them;
+    # read defensively so a change inside asyncpg costs the gauge, never a scrape.
+    queue = getattr(pool, "_queue", None)
+    waiting = len(getattr(queue, "_getters", ()) or ())
+    size = pool.get_size()
+    return {
+        "connections": size,
+        "connections_in_use": size - pool.get_idle_size(),
+        "connections_max": pool.get_max_size(),
+        "waiting_acquirers": waiting,
+    }

@@ -37,15 +37,19 @@ async def sweep_once(pool: Pool, clock: Clock) -> int:
 async def expiry_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: run the sweeper every SWEEP_INTERVAL_SECONDS; stop it cleanly at shutdown."""
     interval = app[keys.SETTINGS].sweep_interval_seconds
+    metrics = app[keys.METRICS]
 
     async def loop() -> None:
         while True:
             try:
                 expired = await sweep_once(app[keys.POOL], app[keys.CLOCK])
+                metrics.sweeps.labels("ok").inc()
                 if expired:
                     log.info("expired lapsed bookings", count=expired)
-                    app[keys.METRICS].bookings.labels("expired").inc(expired)
+                    metrics.bookings.labels("expired").inc(expired)
+                    metrics.swept.inc(expired)
             except Exception:  # a failed sweep is retried next interval; the job must live on
+                metrics.sweeps.labels("failed").inc()
                 log.exception("expiry sweep failed")
             await asyncio.sleep(interval)
 

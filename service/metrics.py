@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class PoolGauges(Collector):
+    """The database pool, read at scrape time: connections open, in use, the most allowed, and
+    requests waiting for one (a pool that starves shows here before it shows as latency)."""
+
+    def __init__(self, read: Callable[[], dict[str, int] | None]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.read()
+        if state is None:
+            return
+        for name, value in state.items():
+            yield GaugeMetricFamily(
+                f"pos_db_pool_{name}", f"Database pool: {name.replace('_', ' ')}.", value=value
+            )
 
 
 class Metrics:
@@ -19,8 +40,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "pos_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template.",
-            ["method", "route"],
+            "Time to answer an HTTP request, by route template and status.",
+            ["method", "route", "status"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
@@ -43,6 +64,23 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.holds = Counter(
+            "pos_hold_attempts_total",
+            "Hold requests, by outcome: held, no_capacity, capped, refused (another 4xx).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sweeps = Counter(
+            "pos_expiry_sweeps_total",
+            "Runs of the expiry job, by outcome: ok or failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.swept = Counter(
+            "pos_expiry_swept_total",
+            "Holds and pending requests the expiry job wrote off.",
+            registry=self.registry,
+        )
         self.limited = Counter(
             "pos_limit_refusals_total",
             "Requests refused with 429, by limit: holds_per_key, holds_per_force (live holds),"
@@ -53,7 +91,10 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        self.latency.labels(method, route, str(status)).observe(seconds)
+
+    def watch_pool(self, read: Callable[[], dict[str, int] | None]) -> None:
+        self.registry.register(PoolGauges(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

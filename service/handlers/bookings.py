@@ -16,7 +16,7 @@ from service.auth import Principal, require_role
 from service.domain import bookings as domain
 from service.domain.beds import Needs
 from service.domain.ranking import SiteMatch, rank, shown_distance
-from service.errors import NotFound, ValidationProblem
+from service.errors import NotFound, Problem, ValidationProblem
 from service.handlers.common import (
     connection,
     json_response,
@@ -244,14 +244,20 @@ async def create_booking(request: web.Request) -> web.Response:
         officer_collar=body.officer_collar,
         notes=body.notes,
     )
+    metrics = request.app[keys.METRICS]
     try:
         async with transaction(request) as conn:
             booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
     except domain.HoldCapReached as refused:
-        request.app[keys.METRICS].limited.labels(refused.cap).inc()
+        metrics.limited.labels(refused.cap).inc()
+        metrics.holds.labels("capped").inc()
         log.info("hold refused by cap", limit=refused.cap)
         raise
-    request.app[keys.METRICS].bookings.labels("held").inc()
+    except Problem as problem:
+        metrics.holds.labels("no_capacity" if problem.slug == "no-capacity" else "refused").inc()
+        raise
+    metrics.holds.labels("held").inc()
+    metrics.bookings.labels("held").inc()
     _replay_by_id(request, booking_id)
     return json_response(
         await _present(request, booking_id),
