@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ import aiohttp
 import asyncpg
 
 from service.auth import issue_key
+from service.db import ensure_database, with_database
 from service.migrate import migrate
 from service.models import BedIn, SiteIn
 from service.queries import beds, reference, sites
+from tests.support.postgres import throwaway_postgres
 from tests.support.process import Server, pos_env, served
 from tests.support.world import booking_body, site_body, unique
 
@@ -168,3 +171,136 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     }
     live = await _live_allocations(fresh_database, seeded.site_id)
     assert sorted(live) == sorted(seeded.bed_ids), live
+
+
+# --- PostgreSQL stops and comes back under load ---------------------------------------------
+
+
+@dataclass
+class Answer:
+    sent_at: float
+    answered_at: float
+    status: int | None  # None: no HTTP answer at all (the connection failed)
+    content_type: str = ""
+    retry_after: str | None = None
+    booking_id: str | None = None
+    error: str = ""
+
+
+async def _send_hold(session: aiohttp.ClientSession, base: str, seeded: Seeded, i: int) -> Answer:
+    body, headers = _hold(seeded, i)
+    sent_at = time.monotonic()
+    try:
+        async with session.post(f"{base}/v1/bookings", json=body, headers=headers) as resp:
+            payload = await resp.json(content_type=None)
+            return Answer(
+                sent_at,
+                time.monotonic(),
+                resp.status,
+                resp.content_type,
+                resp.headers.get("Retry-After"),
+                payload["id"] if resp.status == 201 else None,
+            )
+    except aiohttp.ClientError as exc:
+        return Answer(sent_at, time.monotonic(), None, error=repr(exc))
+
+
+async def _readyz(session: aiohttp.ClientSession, base: str) -> tuple[int, str]:
+    async with session.get(f"{base}/readyz") as resp:
+        await resp.read()
+        return resp.status, resp.content_type
+
+
+async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
+    """PostgreSQL stops (fast: sessions are cut) under a steady stream of holds and comes back:
+    every 201 a client saw is in the database afterwards; meanwhile only 503 problem+json with
+    Retry-After is answered, /readyz is 503, and it is 200 again within 5 s of the return; the
+    service process never exits."""
+    with throwaway_postgres() as pg:
+        await ensure_database(pg.dsn, "pos")
+        dsn = with_database(pg.dsn, "pos")
+        seeded = await _seed(dsn, beds_count=400, officers=10)
+        env = pos_env(DATABASE_URL=dsn, LOG_LEVEL="warning")
+        async with served(env, drain=True) as server, aiohttp.ClientSession() as session:
+            answers: list[Answer] = []
+            sent = 0
+            stop = asyncio.Event()
+
+            async def client() -> None:
+                nonlocal sent
+                while not stop.is_set():
+                    sent += 1
+                    answers.append(await _send_hold(session, server.base, seeded, sent))
+                    await asyncio.sleep(0.01)  # pacing: a steady stream, not a flood
+
+            def count(status: int) -> int:
+                return sum(1 for a in answers if a.status == status)
+
+            async def until(what: str, done: Callable[[], bool], within: float) -> None:
+                deadline = time.monotonic() + within
+                while not done():
+                    assert time.monotonic() < deadline, what
+                    assert server.proc.returncode is None, "the service exited"
+                    await asyncio.sleep(0.02)
+
+            clients = [asyncio.create_task(client()) for _ in range(4)]
+            try:
+                await until("no hold succeeded before the outage", lambda: count(201) >= 20, 30)
+
+                await pg.astop()
+                down_at = time.monotonic()
+                assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
+                outage_answers = len(answers)
+                await until(
+                    "too few answers during the outage",
+                    lambda: len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1,
+                    30,
+                )
+                assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
+
+                up_started = time.monotonic()
+                await pg.astart()
+                up_at = time.monotonic()
+                ready_at = None
+                while ready_at is None:
+                    if (await _readyz(session, server.base))[0] == 200:
+                        ready_at = time.monotonic()
+                    else:
+                        assert time.monotonic() - up_at < 5, "/readyz not 200 within 5 s"
+                        await asyncio.sleep(0.05)
+                after = count(201)
+                await until(
+                    "no hold succeeded after the outage", lambda: count(201) >= after + 20, 30
+                )
+            finally:
+                stop.set()
+                await asyncio.gather(*clients)
+            assert server.proc.returncode is None, "the service exited"
+
+        during = [a for a in answers if a.sent_at >= down_at and a.answered_at <= up_started]
+        assert len(during) >= 40
+        assert {(a.status, a.content_type, a.retry_after) for a in during} == {
+            (503, PROBLEM_JSON, "1")
+        }, Counter((a.status, a.content_type, a.error) for a in during)
+        # Around the cut an answer may be a 201 (committed before the cut) or a 503 (not, or
+        # not known): never anything else, and never a dropped connection.
+        assert {a.status for a in answers} <= {201, 503}, Counter(
+            (a.status, a.error) for a in answers
+        )
+        assert all(
+            a.content_type == PROBLEM_JSON and a.retry_after == "1"
+            for a in answers
+            if a.status == 503
+        )
+        # Once ready, ready: no dead connection lingers in the pool.
+        back = Counter(a.status for a in answers if a.sent_at > ready_at)
+        assert set(back) == {201}, back
+        held = [a.booking_id for a in answers if a.status == 201]
+        conn = await asyncpg.connect(dsn)
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM booking WHERE id = ANY($1::uuid[])", held
+            )
+        finally:
+            await conn.close()
+        assert stored == len(held)
