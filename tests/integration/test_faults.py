@@ -7,12 +7,14 @@ Each test is bounded (deadlines, never a sleep waiting for state) and takes a fe
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -304,3 +306,87 @@ async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
         finally:
             await conn.close()
         assert stored == len(held)
+
+
+# --- SIGTERM under load ------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """When a request's body left the client; set by the session's trace hook."""
+
+    at: float | None = None
+
+
+async def _body_sent(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestChunkSentParams,
+) -> None:
+    ctx.trace_request_ctx.at = time.monotonic()
+
+
+async def test_sigterm_under_load_answers_every_request_sent_before_it(
+    fresh_database: str,
+) -> None:
+    """Forty clients hold beds as fast as they are answered; SIGTERM arrives among them. Every
+    request whose body had left the client before the signal gets a whole answer (not a reset),
+    later ones are answered or refused, and the process exits 0."""
+    seeded = await _seed(fresh_database, beds_count=60, officers=10)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_body_sent)
+    outcomes: list[tuple[Sent, int | None, float]] = []
+    stop = asyncio.Event()
+    async with (
+        served(pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning"), drain=True) as server,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=40), trace_configs=[trace]
+        ) as session,
+    ):
+
+        async def client(n: int) -> None:
+            i = n
+            while not stop.is_set():
+                i += 40
+                body, headers = _hold(seeded, i)
+                sent = Sent()
+                try:
+                    async with session.post(
+                        f"{server.base}/v1/bookings",
+                        json=body,
+                        headers=headers,
+                        trace_request_ctx=sent,
+                    ) as resp:
+                        await resp.read()
+                        outcomes.append((sent, resp.status, time.monotonic()))
+                except aiohttp.ClientConnectionError:
+                    outcomes.append((sent, None, time.monotonic()))
+                    return  # the server is going or gone
+
+        clients = [asyncio.create_task(client(n)) for n in range(40)]
+        try:
+            deadline = time.monotonic() + 30
+            while len(outcomes) < 100:
+                assert time.monotonic() < deadline, "too few answers before the signal"
+                await asyncio.sleep(0.02)
+            signalled_at = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                code, output = await server.exited()
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await asyncio.gather(*clients)
+
+    assert code == 0, output[-2000:]
+    before = [
+        (status, answered_at)
+        for sent, status, answered_at in outcomes
+        if sent.at is not None and sent.at < signalled_at
+    ]
+    in_flight = [status for status, answered_at in before if answered_at > signalled_at]
+    assert len(in_flight) >= 10, f"only {len(in_flight)} requests were in flight at the signal"
+    answered = Counter(status for status, _ in before)
+    assert set(answered) <= {201, 409}, answered  # None would be a request dropped unanswered
+    after = {status for sent, status, _ in outcomes if sent.at is None or sent.at >= signalled_at}
+    assert after <= {201, 409, None}, after
