@@ -109,6 +109,53 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+# What a lost or refused database connection raises. Any OSError met by a handler is one: no
+# handler touches a file or a socket but the database's.
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was cut
+    asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
+    asyncpg.AdminShutdownError,  # the server was stopped (fast) or the session terminated
+    asyncpg.CrashShutdownError,
+    # A session the server cut while idle: asyncpg read the FATAL and waits for a ReadyForQuery
+    # that never comes, so the next statement on it fails before it is sent
+    # ("cannot switch to state 12; another operation (2) is in progress", MagicStack/asyncpg#784).
+    asyncpg.InternalClientError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) says the database cannot be reached.
+
+    asyncpg reports a session cut mid-request by whatever touches the dead connection next: a
+    ConnectionDoesNotExistError, or an InterfaceError ("... connection is closed") from the
+    transaction's exit, raised while handling the first.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _CONNECTION_LOST):
+            return True
+        if isinstance(seen, asyncpg.InterfaceError) and str(seen).endswith("connection is closed"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _database_unavailable_response(exc: BaseException) -> web.Response:
+    # A warning, not a traceback per request: an outage would flood the log.
+    log.warning("database unavailable", error=type(exc).__name__)
+    return problem_response(
+        Problem(
+            "the database is unavailable; the request was not carried out unless a retry "
+            "with the same Idempotency-Key says otherwise",
+            slug="database-unavailable",
+            title="Database unavailable, retry",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    )
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One error shape: problems become problem+json; anything unexpected a bare 500."""
@@ -144,7 +191,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 headers={"Retry-After": "1"},
             )
         )
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            return _database_unavailable_response(exc)
         log.exception("unhandled error")
         return problem_response(
             Problem(

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -57,12 +57,38 @@ class Server:
     proc: asyncio.subprocess.Process
     base: str
     port: int
+    # With `drain`, everything the process writes, read as it comes (see `served`).
+    output: bytearray = field(default_factory=bytearray)
+    drained: asyncio.Task[None] | None = None
+
+    async def exited(self) -> tuple[int, str]:
+        """Wait for the process to end: (exit code, everything it wrote). Needs `drain`;
+        bound it with asyncio.timeout."""
+        assert self.drained is not None, "start the server with drain=True"
+        code = await self.proc.wait()
+        await self.drained
+        return code, self.output.decode(errors="replace")
+
+
+async def _drain(proc: asyncio.subprocess.Process, into: bytearray) -> None:
+    """Read stdout and stderr as they come: a service under load logs more than a pipe holds,
+    and a full pipe would stall it."""
+
+    async def pump(stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        while chunk := await stream.read(65536):
+            into.extend(chunk)
+
+    await asyncio.gather(pump(proc.stdout), pump(proc.stderr))
 
 
 @asynccontextmanager
-async def served(env: dict[str, str], ready_within: float = 60) -> AsyncIterator[Server]:
+async def served(
+    env: dict[str, str], ready_within: float = 60, *, drain: bool = False
+) -> AsyncIterator[Server]:
     """`pos serve` on a free port, yielded once /readyz answers 200; killed at the end if the
-    test has not stopped it."""
+    test has not stopped it. With `drain`, its output is read as it comes into `output` (use
+    `exited()` rather than `proc.communicate()`)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -75,6 +101,9 @@ async def served(env: dict[str, str], ready_within: float = 60) -> AsyncIterator
         stderr=asyncio.subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
+    server = Server(proc, base, port)
+    if drain:
+        server.drained = asyncio.create_task(_drain(proc, server.output))
     try:
         deadline = time.monotonic() + ready_within
         async with aiohttp.ClientSession() as session:
@@ -88,8 +117,10 @@ async def served(env: dict[str, str], ready_within: float = 60) -> AsyncIterator
                 assert proc.returncode is None, "the service exited before it was ready"
                 assert time.monotonic() < deadline, "the service never became ready"
                 await asyncio.sleep(0.1)
-        yield Server(proc, base, port)
+        yield server
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        if server.drained is not None:
+            await server.drained

@@ -1,0 +1,392 @@
+"""Faults, against `pos serve` processes: two replicas racing, PostgreSQL going away and coming
+back under load, and SIGTERM under load.
+
+Each test is bounded (deadlines, never a sleep waiting for state) and takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from service.auth import issue_key
+from service.db import ensure_database, with_database
+from service.migrate import migrate
+from service.models import BedIn, SiteIn
+from service.queries import beds, reference, sites
+from tests.support.postgres import throwaway_postgres
+from tests.support.process import Server, pos_env, served
+from tests.support.world import booking_body, site_body, unique
+
+PROBLEM_JSON = "application/problem+json"
+LIVE = ("held", "pending", "confirmed", "arrived")
+
+
+@dataclass
+class Seeded:
+    site_id: str
+    bed_ids: list[str]
+    officers: list[str]
+
+
+async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
+    """A migrated database with one force and its officers' keys, one provider and one site
+    with `beds_count` beds: made with the service's own queries, as the API would."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        force = unique("f")
+        await reference.create_force(conn, force, f"Force {force}")
+        provider = await reference.create_provider(conn, unique("Provider"))
+        site = await sites.create(conn, provider["id"], SiteIn.model_validate(site_body()))
+        bed_ids = [
+            str(
+                (await beds.create(conn, site["id"], BedIn(label=f"Room {i}", room_type="single")))[
+                    "id"
+                ]
+            )
+            for i in range(beds_count)
+        ]
+        keys = [
+            (
+                await issue_key(
+                    conn, name=unique("officer"), role="officer", force_code=force, provider_id=None
+                )
+            )[1]
+            for _ in range(officers)
+        ]
+    finally:
+        await conn.close()
+    return Seeded(str(site["id"]), bed_ids, keys)
+
+
+def _hold(seeded: Seeded, i: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The i-th hold of a test: a body and headers (round-robin over the officers' keys)."""
+    start = datetime.now(UTC) + timedelta(hours=1)
+    headers = {
+        "Authorization": f"Bearer {seeded.officers[i % len(seeded.officers)]}",
+        "Idempotency-Key": unique("hold"),
+    }
+    return booking_body(seeded.site_id, start, 24), headers
+
+
+async def _live_allocations(dsn: str, site_id: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT bed_id FROM allocation WHERE site_id = $1::uuid AND status = ANY($2::text[])",
+            site_id,
+            list(LIVE),
+        )
+    finally:
+        await conn.close()
+    return [str(r["bed_id"]) for r in rows]
+
+
+# --- two replicas, one database --------------------------------------------------------------
+
+
+POOL_MAX = 10
+
+
+async def _waiting_on_locks(conn: asyncpg.Connection) -> int:
+    """Sessions of this database waiting on a lock. Ask outside a transaction: inside one,
+    pg_stat_activity is a snapshot taken at its first read."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return count
+
+
+async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_database: str) -> None:
+    """1,000 holds for one free bed, split across two `pos serve` processes on one database:
+    exactly one wins. Only PostgreSQL's exclusion constraint sees both processes' claims.
+
+    So that the race is a race and not a queue (the client alone cannot send holds fast enough
+    to keep both replicas busy), the last bed's row is locked, as a competing claim would lock
+    it, until every pooled connection of both replicas has found the bed free and waits for it;
+    then all of them try to take it at once."""
+    seeded = await _seed(fresh_database, beds_count=2, officers=50)
+    env = pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX))
+    async with AsyncExitStack() as stack:
+        replicas: list[Server] = list(
+            await asyncio.gather(
+                stack.enter_async_context(served(env, drain=True)),
+                stack.enter_async_context(served(env, drain=True)),
+            )
+        )
+        sessions = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+            )
+            for _ in replicas
+        ]
+        # One bed is taken already: the other is the last.
+        body, headers = _hold(seeded, 0)
+        async with sessions[0].post(
+            f"{replicas[0].base}/v1/bookings", json=body, headers=headers
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            taken = (await resp.json())["bed_id"]
+        (last_bed,) = set(seeded.bed_ids) - {taken}
+
+        async def hold(i: int) -> tuple[int, str]:
+            body, headers = _hold(seeded, i)
+            replica = i % len(replicas)
+            async with sessions[replica].post(
+                f"{replicas[replica].base}/v1/bookings", json=body, headers=headers
+            ) as resp:
+                return resp.status, (await resp.json())["type"] if resp.status != 201 else ""
+
+        gate = await asyncpg.connect(fresh_database)
+        watch = await asyncpg.connect(fresh_database)
+        try:
+            await gate.execute("BEGIN")
+            await gate.execute("SELECT 1 FROM bed WHERE id = $1::uuid FOR NO KEY UPDATE", last_bed)
+            holds = asyncio.gather(*(hold(i) for i in range(1, 1001)))
+            deadline = time.monotonic() + 30
+            while await _waiting_on_locks(watch) < len(replicas) * POOL_MAX:
+                assert time.monotonic() < deadline, "the holds never reached the gate"
+                await asyncio.sleep(0.05)
+            await gate.execute("ROLLBACK")
+            results = await asyncio.wait_for(holds, timeout=120)
+        finally:
+            await gate.close()
+            await watch.close()
+        for replica in replicas:
+            assert replica.proc.returncode is None
+    assert Counter(status for status, _ in results) == {201: 1, 409: 999}, Counter(results)
+    assert {kind for status, kind in results if status == 409} == {
+        "urn:places-of-safety:problem:no-capacity"
+    }
+    live = await _live_allocations(fresh_database, seeded.site_id)
+    assert sorted(live) == sorted(seeded.bed_ids), live
+
+
+# --- PostgreSQL stops and comes back under load ---------------------------------------------
+
+
+@dataclass
+class Answer:
+    sent_at: float
+    answered_at: float
+    status: int | None  # None: no HTTP answer at all (the connection failed)
+    content_type: str = ""
+    retry_after: str | None = None
+    booking_id: str | None = None
+    error: str = ""
+
+
+async def _send_hold(session: aiohttp.ClientSession, base: str, seeded: Seeded, i: int) -> Answer:
+    body, headers = _hold(seeded, i)
+    sent_at = time.monotonic()
+    try:
+        async with session.post(f"{base}/v1/bookings", json=body, headers=headers) as resp:
+            payload = await resp.json(content_type=None)
+            return Answer(
+                sent_at,
+                time.monotonic(),
+                resp.status,
+                resp.content_type,
+                resp.headers.get("Retry-After"),
+                payload["id"] if resp.status == 201 else None,
+            )
+    except aiohttp.ClientError as exc:
+        return Answer(sent_at, time.monotonic(), None, error=repr(exc))
+
+
+async def _readyz(session: aiohttp.ClientSession, base: str) -> tuple[int, str]:
+    async with session.get(f"{base}/readyz") as resp:
+        await resp.read()
+        return resp.status, resp.content_type
+
+
+async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
+    """PostgreSQL stops (fast: sessions are cut) under a steady stream of holds and comes back:
+    every 201 a client saw is in the database afterwards; meanwhile only 503 problem+json with
+    Retry-After is answered, /readyz is 503, and it is 200 again within 5 s of the return; the
+    service process never exits."""
+    with throwaway_postgres() as pg:
+        await ensure_database(pg.dsn, "pos")
+        dsn = with_database(pg.dsn, "pos")
+        seeded = await _seed(dsn, beds_count=400, officers=10)
+        env = pos_env(DATABASE_URL=dsn, LOG_LEVEL="warning")
+        async with served(env, drain=True) as server, aiohttp.ClientSession() as session:
+            answers: list[Answer] = []
+            sent = 0
+            stop = asyncio.Event()
+
+            async def client() -> None:
+                nonlocal sent
+                while not stop.is_set():
+                    sent += 1
+                    answers.append(await _send_hold(session, server.base, seeded, sent))
+                    await asyncio.sleep(0.01)  # pacing: a steady stream, not a flood
+
+            def count(status: int) -> int:
+                return sum(1 for a in answers if a.status == status)
+
+            async def until(what: str, done: Callable[[], bool], within: float) -> None:
+                deadline = time.monotonic() + within
+                while not done():
+                    assert time.monotonic() < deadline, what
+                    assert server.proc.returncode is None, "the service exited"
+                    await asyncio.sleep(0.02)
+
+            clients = [asyncio.create_task(client()) for _ in range(4)]
+            try:
+                await until("no hold succeeded before the outage", lambda: count(201) >= 20, 30)
+
+                await pg.astop()
+                down_at = time.monotonic()
+                assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
+                outage_answers = len(answers)
+                await until(
+                    "too few answers during the outage",
+                    lambda: len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1,
+                    30,
+                )
+                assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
+
+                up_started = time.monotonic()
+                await pg.astart()
+                up_at = time.monotonic()
+                ready_at = None
+                while ready_at is None:
+                    if (await _readyz(session, server.base))[0] == 200:
+                        ready_at = time.monotonic()
+                    else:
+                        assert time.monotonic() - up_at < 5, "/readyz not 200 within 5 s"
+                        await asyncio.sleep(0.05)
+                after = count(201)
+                await until(
+                    "no hold succeeded after the outage", lambda: count(201) >= after + 20, 30
+                )
+            finally:
+                stop.set()
+                await asyncio.gather(*clients)
+            assert server.proc.returncode is None, "the service exited"
+
+        during = [a for a in answers if a.sent_at >= down_at and a.answered_at <= up_started]
+        assert len(during) >= 40
+        assert {(a.status, a.content_type, a.retry_after) for a in during} == {
+            (503, PROBLEM_JSON, "1")
+        }, Counter((a.status, a.content_type, a.error) for a in during)
+        # Around the cut an answer may be a 201 (committed before the cut) or a 503 (not, or
+        # not known): never anything else, and never a dropped connection.
+        assert {a.status for a in answers} <= {201, 503}, Counter(
+            (a.status, a.error) for a in answers
+        )
+        assert all(
+            a.content_type == PROBLEM_JSON and a.retry_after == "1"
+            for a in answers
+            if a.status == 503
+        )
+        # Once ready, ready: no dead connection lingers in the pool.
+        back = Counter(a.status for a in answers if a.sent_at > ready_at)
+        assert set(back) == {201}, back
+        held = [a.booking_id for a in answers if a.status == 201]
+        conn = await asyncpg.connect(dsn)
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM booking WHERE id = ANY($1::uuid[])", held
+            )
+        finally:
+            await conn.close()
+        assert stored == len(held)
+
+
+# --- SIGTERM under load ------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """When a request's body left the client; set by the session's trace hook."""
+
+    at: float | None = None
+
+
+async def _body_sent(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestChunkSentParams,
+) -> None:
+    ctx.trace_request_ctx.at = time.monotonic()
+
+
+async def test_sigterm_under_load_answers_every_request_sent_before_it(
+    fresh_database: str,
+) -> None:
+    """Forty clients hold beds as fast as they are answered; SIGTERM arrives among them. Every
+    request whose body had left the client before the signal gets a whole answer (not a reset),
+    later ones are answered or refused, and the process exits 0."""
+    seeded = await _seed(fresh_database, beds_count=60, officers=10)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_body_sent)
+    outcomes: list[tuple[Sent, int | None, float]] = []
+    stop = asyncio.Event()
+    async with (
+        served(pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning"), drain=True) as server,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=40), trace_configs=[trace]
+        ) as session,
+    ):
+
+        async def client(n: int) -> None:
+            i = n
+            while not stop.is_set():
+                i += 40
+                body, headers = _hold(seeded, i)
+                sent = Sent()
+                try:
+                    async with session.post(
+                        f"{server.base}/v1/bookings",
+                        json=body,
+                        headers=headers,
+                        trace_request_ctx=sent,
+                    ) as resp:
+                        await resp.read()
+                        outcomes.append((sent, resp.status, time.monotonic()))
+                except aiohttp.ClientConnectionError:
+                    outcomes.append((sent, None, time.monotonic()))
+                    return  # the server is going or gone
+
+        clients = [asyncio.create_task(client(n)) for n in range(40)]
+        try:
+            deadline = time.monotonic() + 30
+            while len(outcomes) < 100:
+                assert time.monotonic() < deadline, "too few answers before the signal"
+                await asyncio.sleep(0.02)
+            signalled_at = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                code, output = await server.exited()
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await asyncio.gather(*clients)
+
+    assert code == 0, output[-2000:]
+    before = [
+        (status, answered_at)
+        for sent, status, answered_at in outcomes
+        if sent.at is not None and sent.at < signalled_at
+    ]
+    in_flight = [status for status, answered_at in before if answered_at > signalled_at]
+    assert len(in_flight) >= 10, f"only {len(in_flight)} requests were in flight at the signal"
+    answered = Counter(status for status, _ in before)
+    assert set(answered) <= {201, 409}, answered  # None would be a request dropped unanswered
+    after = {status for sent, status, _ in outcomes if sent.at is None or sent.at >= signalled_at}
+    assert after <= {201, 409, None}, after
