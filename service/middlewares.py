@@ -117,6 +117,7 @@ _CONNECTION_LOST = (
     asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
     asyncpg.AdminShutdownError,  # the server was stopped (fast) or the session terminated
     asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,  # the server's max_connections is reached: retry shortly
     # A session the server cut while idle: asyncpg read the FATAL and waits for a ReadyForQuery
     # that never comes, so the next statement on it fails before it is sent
     # ("cannot switch to state 12; another operation (2) is in progress", MagicStack/asyncpg#784).

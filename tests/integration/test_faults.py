@@ -26,7 +26,7 @@ from service.migrate import migrate
 from service.models import BedIn, SiteIn
 from service.queries import beds, reference, sites
 from tests.support.postgres import throwaway_postgres
-from tests.support.process import Server, pos_env, served
+from tests.support.process import UNLIMITED, Server, pos_env, served
 from tests.support.world import booking_body, site_body, unique
 
 PROBLEM_JSON = "application/problem+json"
@@ -119,7 +119,9 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     it, until every pooled connection of both replicas has found the bed free and waits for it;
     then all of them try to take it at once."""
     seeded = await _seed(fresh_database, beds_count=2, officers=50)
-    env = pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX))
+    env = pos_env(
+        DATABASE_URL=fresh_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX), **UNLIMITED
+    )
     async with AsyncExitStack() as stack:
         replicas: list[Server] = list(
             await asyncio.gather(
@@ -222,7 +224,7 @@ async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
         await ensure_database(pg.dsn, "pos")
         dsn = with_database(pg.dsn, "pos")
         seeded = await _seed(dsn, beds_count=400, officers=10)
-        env = pos_env(DATABASE_URL=dsn, LOG_LEVEL="warning")
+        env = pos_env(DATABASE_URL=dsn, LOG_LEVEL="warning", **UNLIMITED)
         async with served(env, drain=True) as server, aiohttp.ClientSession() as session:
             answers: list[Answer] = []
             sent = 0
@@ -338,7 +340,9 @@ async def test_sigterm_under_load_answers_every_request_sent_before_it(
     outcomes: list[tuple[Sent, int | None, float]] = []
     stop = asyncio.Event()
     async with (
-        served(pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning"), drain=True) as server,
+        served(
+            pos_env(DATABASE_URL=fresh_database, LOG_LEVEL="warning", **UNLIMITED), drain=True
+        ) as server,
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=40), trace_configs=[trace]
         ) as session,

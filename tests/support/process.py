@@ -17,6 +17,16 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# For load and fault tests: no hold cap or rate limit stands between their clients and the
+# behaviour under test (the limits have tests of their own).
+UNLIMITED = {
+    "HOLD_CAP_PER_KEY": "10000",
+    "HOLD_CAP_PER_FORCE": "100000",
+    "RATE_LIMIT_SEARCHES_PER_MINUTE": "0",
+    "RATE_LIMIT_WRITES_PER_MINUTE": "0",
+}
+
+
 def pos_env(**extra: str) -> dict[str, str]:
     """This process's environment without service settings that would leak in, plus `extra`."""
     env = {
