@@ -14,6 +14,8 @@ from datetime import timedelta
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from service import keys
 from service.auth import Principal, hash_key
@@ -69,9 +71,18 @@ class ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
+# Methods a metric label may name; any other (aiohttp accepts any token, answered 405) counts
+# as "other", so no client can grow the metrics without bound.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(request: web.Request) -> str:
+    return request.method if request.method in _KNOWN_METHODS else "other"
+
+
 def _client_gone(request: web.Request, route: str) -> None:
-    request.app[keys.METRICS].disconnects.labels(request.method, route).inc()
-    log.info("client disconnected", method=request.method, route=route)
+    request.app[keys.METRICS].disconnects.labels(_method_label(request), route).inc()
+    log.info("client disconnected", method=_method_label(request), route=route)
 
 
 @web.middleware
@@ -98,10 +109,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         raise
     response.headers[REQUEST_ID_HEADER] = request_id
     elapsed = time.perf_counter() - started
-    request.app[keys.METRICS].observe_request(request.method, route, response.status, elapsed)
+    request.app[keys.METRICS].observe_request(
+        _method_label(request), route, response.status, elapsed
+    )
     log.info(
         "request",
-        method=request.method,
+        method=_method_label(request),
         route=route,
         status=response.status,
         duration_ms=round(elapsed * 1000, 2),
@@ -206,12 +219,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
+# Methods whose body the service reads; any other request's body is never read (aiohttp
+# discards it), so 408 and 413 come only from operations that take a body.
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+
+
 @web.middleware
 async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Reads the whole body before anything else, within BODY_TIMEOUT_SECONDS: a body that
     stalls is answered 408 and its connection closed, so it cannot hold a worker for ever;
     a client that goes away mid-body is not an error of ours."""
-    if request.body_exists:
+    if request.method in BODY_METHODS and request.body_exists:
         try:
             async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
                 await request.read()
@@ -225,6 +243,16 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
             ) from None
         except ConnectionError:
             raise ClientGone from None
+        except (RequestPayloadError, HttpProcessingError):
+            # A body that is not what its headers say (bad chunking, a Content-Encoding it
+            # does not decode from): the client's fault, and nothing of it was read.
+            raise Problem(
+                "the request body could not be read: check Content-Encoding and framing",
+                slug="malformed-body",
+                title="Malformed request body",
+                status=400,
+                headers={"Connection": "close"},
+            ) from None
     return await handler(request)
 
 

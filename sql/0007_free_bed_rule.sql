@@ -36,3 +36,6 @@ ALTER FUNCTION cell_nearest_km(double precision, double precision, double precis
 -- A provider's occupancy timeline reads every claim of its site overlapping a window, past
 -- stays included: found through (site, period), not by reading the site's whole history.
 CREATE INDEX allocation_site_period_idx ON allocation USING gist (site_id, period);
+-- ... and a stay checked out after its planned end, through its check-out time.
+CREATE INDEX booking_checked_out_idx ON booking (site_id, checked_out_at)
+    WHERE checked_out_at IS NOT NULL;

@@ -8,6 +8,7 @@ depend on: each makes its own force, provider and sites with random names.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -53,6 +54,15 @@ async def drop_database(server: str, name: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    configure_logging("warning", "json", cache=False)
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """The service's real log configuration (JSON, every level), writing to a buffer."""
+    buffer = io.StringIO()
+    configure_logging("debug", "json", stream=buffer, cache=False)
+    yield buffer
     configure_logging("warning", "json", cache=False)
 
 

@@ -72,6 +72,14 @@ WITH claim AS (
     WHERE a.site_id = $1 AND a.period && tstzrange($2, $3, '[)')
       AND (allocation_is_live(a.status, a.hold_expires_at, a.respond_by, $4)
            OR a.status = 'departed')
+    UNION ALL
+    -- Stays checked out after their planned end, in the window only after it: through
+    -- booking_checked_out_idx (recent check-outs only).
+    SELECT a.id, a.bed_id, a.kind, a.status, a.reason, lower(a.period), bk.checked_out_at
+    FROM booking bk
+    JOIN allocation a ON a.id = bk.id
+    WHERE bk.site_id = $1 AND bk.checked_out_at > $2
+      AND a.status = 'departed' AND upper(a.period) <= $2 AND bk.checked_out_at > upper(a.period)
 )
 SELECT b.id AS bed_id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants,
        b.in_service, c.id, c.kind, c.status, c.start, c."end", c.reason

@@ -549,3 +549,26 @@ async def test_occupancy_shows_bookings_without_personal_fields(
     }
     assert entries[held["id"]]["status"] == "held"
     assert "SECRET-REF" not in reply.raw.decode()
+
+
+async def test_occupancy_shows_a_late_check_out_until_it_happened(
+    world: World, clock: ManualClock
+) -> None:
+    site = await world.site()
+    await world.bed(site["id"])
+    start = clock.now()
+    stay = await world.book(site["id"], start, hours=2)
+    await world.act(stay["id"], "confirm")
+    await world.act(stay["id"], "check-in", key=world.provider)
+    clock.advance(hours=4)  # the person left two hours after the planned end
+    await world.act(stay["id"], "check-out", key=world.provider)
+    after_planned_end = {
+        "start": start + timedelta(hours=3),
+        "end": start + timedelta(hours=3, minutes=30),
+    }
+    reply = await world.api.get(
+        f"/v1/sites/{site['id']}/occupancy", key=world.provider, params=after_planned_end
+    )
+    assert reply.status == 200
+    shown = [entry["id"] for bed in reply.body["beds"] for entry in bed["allocations"]]
+    assert shown == [stay["id"]]

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from service.log import configure_logging
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
 from tests.support.world import World, bed_body, booking_body, site_body
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """The service's real log configuration (JSON), writing to a buffer for this test."""
-    buffer = io.StringIO()
-    configure_logging("info", "json", stream=buffer, cache=False)
-    yield buffer
-    configure_logging("warning", "json", cache=False)
 
 
 def _lines(buffer: io.StringIO) -> list[dict[str, object]]:

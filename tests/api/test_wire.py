@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +15,6 @@ from tests.support.api import Api
 from tests.support.world import World
 
 DEADLINE_SECONDS = 10.0
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """The service's real log configuration (JSON, every level), writing to a buffer."""
-    from service.log import configure_logging
-
-    buffer = io.StringIO()
-    configure_logging("debug", "json", stream=buffer, cache=False)
-    yield buffer
-    configure_logging("warning", "json", cache=False)
 
 
 def _port(api: Api) -> int:
@@ -159,3 +147,28 @@ async def test_a_stalled_body_is_timed_out_with_408(make_api: AppFactory, world:
     assert b"application/problem+json" in answer
     assert b"Connection: close" in answer
     assert time.monotonic() - started < DEADLINE_SECONDS
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnotgzip!!!",
+        b"Content-Encoding: deflate\r\nContent-Length: 10\r\n\r\nnotdeflat!",
+    ],
+    ids=["bad-chunk", "bad-gzip", "bad-deflate"],
+)
+@pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+async def test_a_body_that_cannot_be_decoded_is_400(
+    world: World, log_output: io.StringIO, framing: bytes, with_key: bool
+) -> None:
+    auth = b"Authorization: Bearer " + world.provider.encode() + b"\r\n" if with_key else b""
+    raw = (
+        b"POST /v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + auth
+        + b"Content-Type: application/json\r\n"
+        + framing
+    )
+    answer = await _exchange(world.api, raw)
+    assert answer.split(b" ", 2)[1] == b"400", answer[:300]
+    assert "unhandled error" not in log_output.getvalue()
