@@ -52,13 +52,22 @@ LOCK_HOLD_CAPS = "SELECT pg_advisory_xact_lock(hashtextextended('hold-cap:' || $
 # The force's live holds, and the key's among them, with when the first of each lapses.
 # Through allocation_hold_due_idx (partial on status = 'held'): never grows with history.
 LIVE_HOLDS = """
+WITH live AS (
+    SELECT a.id, a.hold_expires_at AS lapses_at FROM allocation a
+    WHERE a.status = 'held' AND a.hold_expires_at > $3
+    UNION ALL
+    -- A request-mode booking waiting for the provider still ties up its bed: it counts too,
+    -- or confirming would be a way round the cap.
+    SELECT a.id, a.respond_by FROM allocation a
+    WHERE a.status = 'pending' AND a.respond_by > $3
+)
 SELECT count(*) FILTER (WHERE b.created_by = $2) AS by_key,
        count(*) AS by_force,
-       min(a.hold_expires_at) FILTER (WHERE b.created_by = $2) AS key_next_lapse,
-       min(a.hold_expires_at) AS force_next_lapse
-FROM allocation a
-JOIN booking b ON b.id = a.id
-WHERE a.status = 'held' AND a.hold_expires_at > $3 AND b.force_code = $1
+       min(live.lapses_at) FILTER (WHERE b.created_by = $2) AS key_next_lapse,
+       min(live.lapses_at) AS force_next_lapse
+FROM live
+JOIN booking b ON b.id = live.id
+WHERE b.force_code = $1
 """
 
 INSERT_HOLD = """

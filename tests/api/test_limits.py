@@ -55,6 +55,23 @@ async def _force_with_officers(world: World, count: int) -> tuple[str, list[str]
 # --- hold caps --------------------------------------------------------------------------------
 
 
+async def test_a_request_awaiting_the_provider_still_counts_as_a_hold(
+    world: World, clock: ManualClock
+) -> None:
+    site = await world.site(booking_mode="request")
+    for _ in range(10):
+        await world.bed(site["id"])
+    for _ in range(5):
+        held = await _hold(world.api, world.officer, site["id"], clock)
+        assert held.status == 201
+        confirmed = await world.act(held.body["id"], "confirm")
+        assert confirmed["status"] == "pending"
+    refused = await _hold(world.api, world.officer, site["id"], clock)
+    assert refused.status == 429 and refused.problem_type == "too-many-holds", refused.body
+    # Until the first request's answer is due: 1,800 s after it was confirmed.
+    assert refused.headers["Retry-After"] == "1800"
+
+
 async def test_one_key_cannot_hold_more_than_its_cap(world: World, clock: ManualClock) -> None:
     site = await _site_with_beds(world, 10)
     first = await _hold(world.api, world.officer, site["id"], clock)
