@@ -27,9 +27,24 @@ REDACTED_KEYS = frozenset(
 )
 
 
+def _redact_nested(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if str(k).lower() in REDACTED_KEYS else _redact_nested(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact_nested(v) for v in value]
+    return value
+
+
 def redact(_: Any, __: str, event_dict: EventDict) -> EventDict:
-    for name in REDACTED_KEYS.intersection(event_dict):
-        event_dict[name] = "[redacted]"
+    """Values bound under a secret or personal name, at any depth, become "[redacted]"."""
+    for name, value in event_dict.items():
+        if name in REDACTED_KEYS:
+            event_dict[name] = "[redacted]"
+        elif isinstance(value, dict | list | tuple):
+            event_dict[name] = _redact_nested(value)
     return event_dict
 
 
@@ -38,17 +53,29 @@ def redact(_: Any, __: str, event_dict: EventDict) -> EventDict:
 # scrubbed, whichever logger wrote it. Replacements keep JSON valid (no quotes, no escapes).
 _NAMED = (
     r"(?i)((?:authorization|idempotency[-_]key|person_ref|officer_collar|notes|address|phone)"
-    r"\\?[\"']?\s*[:=]\s*"
+    r"\\?[\"']?\s*+[:=]\s*+"
 )
+# A JSON literal after a name is left alone (replacing it unquoted would break the line); the
+# structured redaction above has already dealt with values that are ours.
+_JSON_LITERAL = r"(?!(?:null|true|false|-?\d[\d.eE+-]*)\s*[,}\]])"
 _SECRET_PATTERNS = (
     # Our keys (and demo keys), wherever they appear.
     (re.compile(r"pos_[A-Za-z0-9_-]{4,}"), "[redacted]"),
-    # Any bearer token, ours or not.
-    (re.compile(r"(?i)(bearer)(\s|\\x[0-9a-f]{2}|\\t)+[^\s\"'\\]+"), r"\1 [redacted]"),
-    # Header or field values that are secrets or personal, written `name: value` or `name=value`,
-    # quoted (a JSON or repr string: the quote is kept) or a bare token.
-    (re.compile(_NAMED + r"\\?[\"'])[^\"'\\\r\n]*"), r"\1[redacted]"),
-    (re.compile(_NAMED + r")(?![\\\"'])[^\s\"'\\,;&\[\]{}()]+"), r"\1[redacted]"),
+    # Any bearer or basic credential, ours or not, after spaces or escaped control bytes.
+    (
+        re.compile(r"(?i)\b(bearer|basic)((?:\s|\\+x[0-9a-f]{2}|\\+t)+)[^\s\"'\\]+"),
+        r"\1 [redacted]",
+    ),
+    # PostgreSQL's DETAIL quotes the failing row, personal fields and all, with no names.
+    (re.compile(r"(DETAIL:)(?:[^\"\\\r\n]|\\.)*"), r"\1 [redacted]"),
+    # Header or field values that are secrets or personal, written `name: value` or `name=value`:
+    # quoted (a JSON or repr string: the quote is kept, the value runs to the closing quote) or
+    # bare (to the end of the line or the next separator).
+    (re.compile(_NAMED + r"\\?[\"'])(?:[^\"\\\r\n]|\\[^\"])*"), r"\1[redacted]"),
+    (
+        re.compile(_NAMED + r")" + _JSON_LITERAL + r"[^\s,;\"'\\\[\]{}][^\r\n,;\"'\\]*"),
+        r"\1[redacted]",
+    ),
 )
 
 

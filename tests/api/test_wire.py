@@ -97,9 +97,31 @@ async def test_a_key_anywhere_in_any_logger_is_redacted(log_output: io.StringIO)
         raise ValueError(f"while hashing {secret}")
     except ValueError:
         logging.getLogger("asyncio").exception("boom")
+    logging.getLogger("x").warning("phone=07700 900123, address: 1 Acacia Road; done")
+    logging.getLogger("x").warning("Authorization: Basic dXNlcjpzZWNyZXRwYXNz")
+    logging.getLogger("x").warning("raw %r", b"Authorization: Bearer\x7fsomeothertoken99")
+    structlog.get_logger("x").info("nested", booking={"notes": None, "phone": 12345, "n": 1})
+    structlog.get_logger("x").info("said", text='"notes": "Victim\'s address is 9 Elm Rd"')
+    try:
+        raise ValueError(
+            'new row violates check constraint\nDETAIL:  Failing row contains (PERSON-77, "Elm")'
+        )
+    except ValueError:
+        logging.getLogger("asyncpg").exception("insert failed")
     output = log_output.getvalue()
     assert secret not in output and secret[4:16] not in output
-    assert "my-private-idem" not in output
+    for private in (
+        "my-private-idem",
+        "900123",
+        "Acacia",
+        "dXNlcjpzZWNyZXRwYXNz",
+        "someothertoken99",
+        "12345",
+        "Elm Rd",
+        "PERSON-77",
+    ):
+        assert private not in output, private
+    assert "done" in output and "violates check constraint" in output
     assert output.count("[redacted]") >= 4
     assert all(json.loads(line) for line in output.splitlines())
 
