@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -302,16 +303,31 @@ async def cleanup(conn: asyncpg.Connection, key_ids: list[UUID]) -> None:
     await conn.execute("VACUUM (ANALYZE) allocation, booking")
 
 
-async def drain(conn: asyncpg.Connection, deadline_s: float = 180) -> float:
-    """Wait until the service has no statement running (an overloaded phase leaves a queue)."""
+async def drain(conn: asyncpg.Connection, deadline_s: float = 60) -> float:
+    """Wait until the service has no statement running (an overloaded phase leaves a queue).
+
+    Past the deadline the service's remaining statements are cancelled, so one phase of a slow
+    build cannot eat the next phase's time (their clients gave up long ago).
+    """
     started = time.monotonic()
     quiet = 0
-    while time.monotonic() - started < deadline_s:
+    while True:
+        if time.monotonic() - started > deadline_s:
+            cancelled = await conn.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = ANY($1) AND state = 'active' "
+                "AND pid <> pg_backend_pid()",
+                [SERVICE_APP, "bench-pgbench"],
+            )
+            say(f"  drain: gave up after {deadline_s:g} s, cancelled {cancelled} statement(s)")
+            deadline_s = math.inf
         busy = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1) "
             "AND state = 'active' AND pid <> pg_backend_pid()",
-            SERVICE_APP,
+            [SERVICE_APP, "bench-pgbench"],
         )
+        if time.monotonic() - started > 300:
+            break
         quiet = quiet + 1 if busy == 0 else 0
         if quiet >= 3:
             break
@@ -530,6 +546,9 @@ async def throughput(
             options=scripts["options"],
         )
         await cleanup(s.conn, s.key_ids)
+        if database.get("unfinished"):
+            say("  pgbench did not finish within a minute of its time; cancelling its queries")
+            database["drained_s"] = await drain(s.conn, deadline_s=0)
         ceiling = database["tps"]
         done = service["ok_rps"]
         out[name] = {
@@ -614,7 +633,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     p50_large = large["serial"]["search"]["p50_ms"]
     p50_small = small["serial"]["search"]["p50_ms"]
-    ratio = p50_large / p50_small if p50_small else None
+    ratio = p50_large / p50_small if p50_large is not None and p50_small else None
     add(
         "search p50 (one client), large / small ledger",
         ratio,
