@@ -633,13 +633,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"<= {goal:g} ms",
             p99 is not None and p99 <= goal,
         )
+    # A median of fewer than five answers says nothing: no ratio (and no pass) then.
+    answers = min(large["serial"]["search"]["requests"], small["serial"]["search"]["requests"])
     p50_large = large["serial"]["search"]["p50_ms"]
     p50_small = small["serial"]["search"]["p50_ms"]
-    ratio = p50_large / p50_small if p50_large is not None and p50_small else None
+    enough = answers >= 5 and p50_large is not None and bool(p50_small)
+    ratio = p50_large / p50_small if enough else None
     add(
         "search p50 (one client), large / small ledger",
         ratio,
-        f"{_fmt(p50_large, ' ms')} / {_fmt(p50_small, ' ms')} = {_fmt(ratio)}",
+        f"{_fmt(p50_large, ' ms')} / {_fmt(p50_small, ' ms')} = {_fmt(ratio)}"
+        + ("" if enough else f" (only {answers} answers)"),
         "<= 1.2 x",
         ratio is not None and ratio <= 1.2,
     )
