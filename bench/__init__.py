@@ -1,0 +1,1 @@
+"""The national-scale benchmark: see bench/README.md."""
