@@ -13,6 +13,7 @@ from aiohttp import web
 
 from service import keys, paging
 from service.auth import Principal, require_role
+from service.db import Connection
 from service.domain import bookings as domain
 from service.domain.beds import Needs
 from service.domain.ranking import SiteMatch, rank, shown_distance
@@ -196,12 +197,18 @@ def booking_out(
 
 
 async def _present(request: web.Request, booking_id: UUID) -> BookingOut:
-    who = principal(request)
     async with connection(request) as conn:
-        row = await bookings.get(conn, booking_id, now(request))
-        if row is None or not domain.in_scope(who, row["force_code"], row["provider_id"]):
-            raise NotFound("booking not found")
-        history = await bookings.history(conn, [booking_id])
+        return await _present_on(conn, request, booking_id)
+
+
+async def _present_on(conn: Connection, request: web.Request, booking_id: UUID) -> BookingOut:
+    """The booking as the caller may see it, read on `conn`: inside a change's transaction, so
+    the answer is read before the change commits and a failure here undoes the change."""
+    who = principal(request)
+    row = await bookings.get(conn, booking_id, now(request))
+    if row is None or not domain.in_scope(who, row["force_code"], row["provider_id"]):
+        raise NotFound("booking not found")
+    history = await bookings.history(conn, [booking_id])
     return booking_out(row, history, who)
 
 
@@ -248,6 +255,7 @@ async def create_booking(request: web.Request) -> web.Response:
     try:
         async with transaction(request) as conn:
             booking_id = await domain.hold(conn, who, hold, at, request.app[keys.POLICY])
+            created = await _present_on(conn, request, booking_id)
     except domain.HoldCapReached as refused:
         metrics.limited.labels(refused.cap).inc()
         metrics.holds.labels("capped").inc()
@@ -259,11 +267,7 @@ async def create_booking(request: web.Request) -> web.Response:
     metrics.holds.labels("held").inc()
     metrics.bookings.labels("held").inc()
     _replay_by_id(request, booking_id)
-    return json_response(
-        await _present(request, booking_id),
-        status=201,
-        headers={"Location": f"/v1/bookings/{booking_id}"},
-    )
+    return json_response(created, status=201, headers={"Location": f"/v1/bookings/{booking_id}"})
 
 
 async def get_booking(request: web.Request) -> web.Response:
@@ -324,9 +328,10 @@ def action_handler(action: str) -> Handler:
                 reason=reason,
                 new_end=new_end,
             )
+            changed = await _present_on(conn, request, booking_id)
         request.app[keys.METRICS].bookings.labels(status).inc()
         _replay_by_id(request, booking_id)
-        return json_response(await _present(request, booking_id))
+        return json_response(changed)
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"
     return handle
