@@ -80,7 +80,7 @@ async def availability(request: web.Request) -> web.Response:
     avoid = None
     if query.avoid_lat is not None and query.avoid_lon is not None and query.avoid_km:
         avoid = (query.avoid_lat, query.avoid_lon, query.avoid_km)
-    async with transaction(request) as conn:
+    async with connection(request) as conn:
         rows = await availability_queries.search(
             conn,
             start=start,
@@ -90,23 +90,12 @@ async def availability(request: web.Request) -> web.Response:
             near=near,
             max_km=query.max_km,
             avoid=avoid,
-        )
-        # Every search is counted (for unmet demand), with the needs but never the points.
-        await availability_queries.record_search(
-            conn,
-            at=at,
-            api_key_id=who.key_id,
-            role=who.role,
-            force_code=who.force_code,
-            start=start,
-            end=query.end,
-            needs=needs,
-            near_given=near is not None,
-            max_km=query.max_km,
-            avoid_km=query.avoid_km,
-            sites_found=len(rows),
-            beds_found=sum(r["free_beds"] for r in rows),
-            refused_before=request.app[keys.RATE_LIMITER].refused_searches(who.key_id),
+            searcher=availability_queries.Searcher(
+                api_key_id=who.key_id,
+                role=who.role,
+                force_code=who.force_code,
+                refused_before=request.app[keys.RATE_LIMITER].refused_searches(who.key_id),
+            ),
         )
     request.app[keys.METRICS].searches.labels("yes" if rows else "no").inc()
     ranked = rank((_match(r) for r in rows), needs.language)

@@ -159,9 +159,14 @@ def json_response(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    # pydantic's own (Rust) encoder for models: measurably cheaper than dump + json.dumps.
+    body = (
+        data.model_dump_json().encode()
+        if isinstance(data, BaseModel)
+        else json.dumps(data, separators=(",", ":")).encode()
+    )
     return web.Response(
-        body=json.dumps(payload, separators=(",", ":")).encode(),
+        body=body,
         status=status,
         content_type="application/json",
         headers=headers,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -16,7 +17,9 @@ from service.domain.beds import Needs
 # of searches from any points tells more than the cell: `near`, `max_km` and the ranking use
 # the distance to the cell's centre; the exclusion zone leaves a site out when any point of its
 # cell may be inside the zone.
-SEARCH = """
+# The search and its record in one statement (one round trip, atomic on its own): every
+# search is counted for unmet demand, with the needs but never the searched points.
+SEARCH_AND_RECORD = """
 WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
            s.interpreter_on_call,
@@ -43,20 +46,35 @@ WITH site_match AS (
       AND (b.wheelchair_accessible OR NOT $6::bool)
       AND NOT EXISTS (SELECT 1 FROM live_claims($1, $2, $3) c WHERE c.bed_id = b.id)
     GROUP BY b.site_id
+),
+found AS (
+    SELECT m.id, m.name, m.provider, m.area, m.booking_mode, m.languages,
+           m.interpreter_on_call, m.distance_km, f.free_beds
+    FROM in_reach m
+    JOIN free f ON f.site_id = m.id
+),
+recorded AS (
+    INSERT INTO search (
+        at, api_key_id, role, force_code, window_start, window_end, gender, dependants,
+        wheelchair, language, near_given, max_km, avoid_km, sites_found, beds_found,
+        refused_before
+    )
+    SELECT $3, $13, $14, $15, $1, $2, $4, $5, $6, $16, $7::float8 IS NOT NULL, $9, $12,
+           count(*), coalesce(sum(free_beds), 0), $17
+    FROM found
 )
-SELECT m.id, m.name, m.provider, m.area, m.booking_mode, m.languages, m.interpreter_on_call,
-       m.distance_km, f.free_beds
-FROM in_reach m
-JOIN free f ON f.site_id = m.id
+SELECT * FROM found
 """
 
-RECORD_SEARCH = """
-INSERT INTO search (
-    at, api_key_id, role, force_code, window_start, window_end, gender, dependants, wheelchair,
-    language, near_given, max_km, avoid_km, sites_found, beds_found, refused_before
-)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-"""
+
+@dataclass(frozen=True)
+class Searcher:
+    """Who searched, as the search log records it."""
+
+    api_key_id: UUID
+    role: str
+    force_code: str | None
+    refused_before: int
 
 
 async def search(
@@ -69,12 +87,14 @@ async def search(
     near: tuple[float, float] | None,
     max_km: float | None,
     avoid: tuple[float, float, float] | None,
+    searcher: Searcher,
 ) -> list[asyncpg.Record]:
+    """The sites with a matching free bed; the search is recorded in the same statement."""
     near_lat, near_lon = _point(near)
     avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
     avoid_km = None if avoid is None else avoid[2]
     return await conn.fetch(
-        SEARCH,
+        SEARCH_AND_RECORD,
         start,
         end,
         at,
@@ -87,6 +107,11 @@ async def search(
         avoid_lat,
         avoid_lon,
         avoid_km,
+        searcher.api_key_id,
+        searcher.role,
+        searcher.force_code,
+        needs.language,
+        searcher.refused_before,
     )
 
 
@@ -100,41 +125,3 @@ def _point(point: tuple[float, float] | None) -> tuple[float | None, float | Non
     if point is None:
         return None, None
     return round(point[0], POINT_DECIMALS), round(point[1], POINT_DECIMALS)
-
-
-async def record_search(
-    conn: Connection,
-    *,
-    at: datetime,
-    api_key_id: UUID,
-    role: str,
-    force_code: str | None,
-    start: datetime,
-    end: datetime,
-    needs: Needs,
-    near_given: bool,
-    max_km: float | None,
-    avoid_km: float | None,
-    sites_found: int,
-    beds_found: int,
-    refused_before: int = 0,
-) -> None:
-    await conn.execute(
-        RECORD_SEARCH,
-        at,
-        api_key_id,
-        role,
-        force_code,
-        start,
-        end,
-        needs.gender,
-        needs.dependants,
-        needs.wheelchair,
-        needs.language,
-        near_given,
-        max_km,
-        avoid_km,
-        sites_found,
-        beds_found,
-        refused_before,
-    )
