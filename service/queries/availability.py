@@ -31,7 +31,13 @@ WITH site_match AS (
     WHERE s.status = 'active'
       AND ($4::text IS NULL OR $4 = ANY (s.genders_accepted))
       AND $2::timestamptz - $1::timestamptz <= make_interval(hours => s.max_stay_hours)
+      -- A cell further than avoid_km in latitude alone is outside the zone whatever its
+      -- longitude (no path between two latitudes is shorter than the meridian, 111.19 km a
+      -- degree): most sites skip the exact bound. 111.0 and the exact bound's 1 m margin make
+      -- this test pass nothing the exact one would leave out, so answers are the same.
       AND ($10::float8 IS NULL
+           OR s.cell_south - $10 > ($12::float8 + 0.001) / 111.0
+           OR $10 - s.cell_north > ($12::float8 + 0.001) / 111.0
            OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west, s.cell_north,
                               s.cell_east) >= $12::float8)
 ), in_reach AS (
