@@ -16,7 +16,7 @@ from service.auth import Principal, require_role
 from service.db import Connection
 from service.domain import bookings as domain
 from service.domain.beds import Needs
-from service.domain.ranking import SiteMatch, rank, shown_distance
+from service.domain.ranking import shown_distance
 from service.errors import NotFound, Problem, ValidationProblem
 from service.handlers.common import (
     connection,
@@ -96,42 +96,25 @@ async def availability(request: web.Request) -> web.Response:
                 force_code=who.force_code,
                 refused_before=request.app[keys.RATE_LIMITER].refused_searches(who.key_id),
             ),
+            limit=query.limit,
         )
     request.app[keys.METRICS].searches.labels("yes" if rows else "no").inc()
-    ranked = rank((_match(r) for r in rows), needs.language)
     return json_response(
-        AvailabilityOut(
-            items=[_item(m) for m in ranked[: query.limit]],
-            total=len(ranked),
-        )
+        AvailabilityOut(items=[_item(r) for r in rows], total=rows[0]["total"] if rows else 0)
     )
 
 
-def _match(row: asyncpg.Record) -> SiteMatch:
-    return SiteMatch(
+def _item(row: asyncpg.Record) -> AvailabilityItem:
+    return AvailabilityItem(
         site_id=row["id"],
         name=row["name"],
         provider=row["provider"],
         area=row["area"],
-        distance_km=row["distance_km"],
+        distance_km=shown_distance(row["distance_km"]),
         free_beds=row["free_beds"],
         booking_mode=row["booking_mode"],
-        languages=tuple(row["languages"]),
+        languages=row["languages"],
         interpreter_on_call=row["interpreter_on_call"],
-    )
-
-
-def _item(match: SiteMatch) -> AvailabilityItem:
-    return AvailabilityItem(
-        site_id=match.site_id,
-        name=match.name,
-        provider=match.provider,
-        area=match.area,
-        distance_km=shown_distance(match.distance_km),
-        free_beds=match.free_beds,
-        booking_mode=match.booking_mode,
-        languages=list(match.languages),
-        interpreter_on_call=match.interpreter_on_call,
     )
 
 

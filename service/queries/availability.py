@@ -69,7 +69,16 @@ recorded AS (
            count(*), coalesce(sum(free_beds), 0), $17
     FROM found
 )
-SELECT * FROM found
+-- Ranked by language fit (staff speak it, or none asked: 0; interpreter on call: 1; else 2),
+-- then distance to the cell, then name and id so equal ranks keep one order; only the page
+-- asked for leaves the database, with the count of every match beside it.
+SELECT *, count(*) OVER () AS total
+FROM found
+ORDER BY CASE WHEN $16::text IS NULL OR $16 = ANY (languages) THEN 0
+              WHEN interpreter_on_call THEN 1
+              ELSE 2 END,
+         distance_km NULLS LAST, name COLLATE "C", id
+LIMIT $18
 """
 
 
@@ -94,8 +103,10 @@ async def search(
     max_km: float | None,
     avoid: tuple[float, float, float] | None,
     searcher: Searcher,
+    limit: int,
 ) -> list[asyncpg.Record]:
-    """The sites with a matching free bed; the search is recorded in the same statement."""
+    """The best `limit` sites with a matching free bed, ranked, each row carrying the count of
+    all matches (`total`); the search is recorded in the same statement."""
     near_lat, near_lon = _point(near)
     avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
     avoid_km = None if avoid is None else avoid[2]
@@ -118,6 +129,7 @@ async def search(
         searcher.force_code,
         needs.language,
         searcher.refused_before,
+        limit,
     )
 
 

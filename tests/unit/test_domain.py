@@ -1,4 +1,4 @@
-"""Pure rules: best fit, ranking, the lifecycle table."""
+"""Pure rules: best fit, shown distances, the lifecycle table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from service.domain import lifecycle
 from service.domain.beds import Bed, Needs, best_fit
-from service.domain.ranking import SiteMatch, rank, shown_distance
+from service.domain.ranking import shown_distance
 from service.errors import Conflict, Forbidden
 
 
@@ -32,24 +32,6 @@ def test_best_fit_wastes_least() -> None:
 def test_best_fit_prefers_the_smallest_room_that_fits_the_family() -> None:
     big, small = bed("big", "family", dependants=4), bed("small", "family", dependants=2)
     assert best_fit([big, small], Needs(dependants=1)) == [small, big]
-
-
-def site(
-    name: str, km: float | None, languages: tuple[str, ...] = ("en",), interpreter: bool = False
-) -> SiteMatch:
-    return SiteMatch(uuid4(), name, "P", "A", km, 1, "instant", languages, interpreter)
-
-
-def test_ranking_is_language_fit_then_distance() -> None:
-    speaks_far = site("a", 30, ("en", "ro"))
-    interpreter_near = site("b", 5, interpreter=True)
-    nearest = site("c", 1)
-    speaks_near = site("d", 10, ("ro",))
-    everyone = [speaks_far, interpreter_near, nearest, speaks_near]
-    assert rank(everyone, "ro") == [speaks_near, speaks_far, interpreter_near, nearest]
-    assert rank(everyone, None) == [nearest, interpreter_near, speaks_near, speaks_far]
-    no_distance = [site("z", None), site("y", None)]
-    assert [s.name for s in rank(no_distance, None)] == ["y", "z"]
 
 
 def test_distances_are_whole_kilometres() -> None:
