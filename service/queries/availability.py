@@ -69,7 +69,7 @@ recorded AS (
            count(*), coalesce(sum(free_beds), 0), $17
     FROM found
 )
--- Ranked by language fit (staff speak it, or none asked: 0; interpreter on call: 1; else 2),
+-- Ranked by language fit (0 staff speak it or none was asked, 1 interpreter on call, 2 neither),
 -- then distance to the cell, then name and id so equal ranks keep one order; only the page
 -- asked for leaves the database, with the count of every match beside it.
 SELECT *, count(*) OVER () AS total
