@@ -70,7 +70,7 @@ recorded AS (
     FROM found
 )
 -- Ranked by language fit (0 staff speak it or none was asked, 1 interpreter on call, 2 neither),
--- then distance to the cell, then name and id so equal ranks keep one order; only the page
+-- then distance to the cell, then name and id so equal ranks keep one order. Only the page
 -- asked for leaves the database, with the count of every match beside it.
 SELECT *, count(*) OVER () AS total
 FROM found
