@@ -198,7 +198,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # requests finish (up to SHUTDOWN_TIMEOUT_SECONDS), then runs cleanup (jobs, pool).
     web.run_app(
         create_app(settings, dsn=dsn),
-        loop=_event_loop(),
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_seconds,
@@ -212,15 +211,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 IDLE_CONNECTION_SECONDS = 30.0
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (not on Windows), else asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
