@@ -8,6 +8,7 @@ import sys
 from typing import Any, Literal, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import EventDict, Processor
 
 # Keys that must never reach a log line, whatever a caller binds by mistake.
@@ -91,6 +92,24 @@ def scrub_rendered(_: Any, __: str, rendered: Any) -> str:
     return scrub(text)
 
 
+class ClientFaultsAreWarnings(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bad header line, bad chunking, a body it
+    cannot decode) at ERROR with a traceback: that is the client's fault, not ours, and
+    anyone could flood the error log with it. Such lines become one WARNING naming the fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, HttpProcessingError) and record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"{record.getMessage()}: {type(fault).__name__}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+CLIENT_FAULTS = ClientFaultsAreWarnings()
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -138,6 +157,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("aiohttp.server").addFilter(CLIENT_FAULTS)
     # aiohttp's own access log would duplicate our one summary line per request.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # The embedded server's wrapper narrates every pg_ctl call at INFO.

@@ -53,12 +53,17 @@ _STATUS_SLUGS = {
 
 
 def problem_response(problem: Problem) -> web.Response:
-    return web.Response(
+    response = web.Response(
         body=json.dumps(problem.body()).encode(),
         status=problem.status,
         content_type=PROBLEM_JSON,
         headers=problem.headers,
     )
+    if problem.headers.get("Connection", "").lower() == "close":
+        # Close for real: aiohttp would otherwise linger reading the rest of a body that is
+        # stalled or undecodable (and log that read's failure as an unhandled exception).
+        response.force_close()
+    return response
 
 
 def _route_name(request: web.Request) -> str:
@@ -219,6 +224,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
+def _discard_body(request: web.Request) -> None:
+    """Give up on the rest of a body we answered without: aiohttp would otherwise linger
+    reading it after the answer (and log an undecodable one as an unhandled exception)."""
+    request.content.feed_eof()
+
+
 # Methods whose body the service reads; any other request's body is never read (aiohttp
 # discards it), so 408 and 413 come only from operations that take a body.
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
@@ -234,6 +245,7 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
             async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
                 await request.read()
         except TimeoutError:
+            _discard_body(request)
             raise Problem(
                 "the request body did not arrive in time; send it whole and promptly",
                 slug="request-timeout",
@@ -246,6 +258,7 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
         except (RequestPayloadError, HttpProcessingError):
             # A body that is not what its headers say (bad chunking, a Content-Encoding it
             # does not decode from): the client's fault, and nothing of it was read.
+            _discard_body(request)
             raise Problem(
                 "the request body could not be read: check Content-Encoding and framing",
                 slug="malformed-body",

@@ -104,6 +104,14 @@ async def read_body(request: web.Request, model: type[B]) -> B:
 
 
 def read_query(request: web.Request, model: type[B]) -> B:
+    # A repeated parameter is refused, not resolved: first-wins would silently drop a
+    # stricter exclusion radius a proxy or force system appended.
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise ValidationProblem(
+            f"each query parameter may be given once: {', '.join(repeated)}",
+            errors=[{"field": name, "message": "given more than once"} for name in repeated],
+        )
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

@@ -604,3 +604,20 @@ def test_the_contract_carries_the_services_text_rules() -> None:
             types = prop.get("type")
             if "string" in (types if isinstance(types, list) else [types]):
                 assert "pattern" in prop or "format" in prop or "enum" in prop, (name, field_name)
+
+
+async def test_a_repeated_query_parameter_is_refused(world: World, clock: ManualClock) -> None:
+    end = (clock.now() + timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    zone = "avoid_lat=51.3762&avoid_lon=-0.0982"
+    auth = {"Authorization": f"Bearer {world.officer}"}
+    # Sent as written (the test client's helper would fold repeated names into one).
+    for url, field in (
+        (f"/v1/availability?end={end}&{zone}&avoid_km=30&avoid_km=1", "avoid_km"),
+        (f"/v1/availability?end={end}&end=2020-01-01T00:00:00Z", "end"),
+        ("/v1/bookings?limit=5&limit=200", "limit"),
+    ):
+        async with world.api.client.get(url, headers=auth) as resp:
+            body = await resp.json(content_type=None)
+            assert resp.status == 400, (url, resp.status, body)
+            assert resp.content_type == "application/problem+json"
+            assert [e["field"] for e in body["errors"]] == [field]
