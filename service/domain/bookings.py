@@ -335,6 +335,12 @@ async def act(
         assert new_end is not None
         await _extend(conn, who, row, new_end, at)
         reason = reason or f"extended to {new_end.isoformat()}"
+    elif action.name == "check-in" and at < row["start"]:
+        # An early arrival moves the stay's start to now, if the bed is free from now on.
+        await _claim_more(conn, who, row, at, row["end"], at, doing="start the stay now")
+        await bookings.set_status(conn, booking_id, new_status)
+        await bookings.mark_checked_in(conn, booking_id, at)
+        reason = reason or f"arrived early; the stay starts at {at.isoformat()}"
     elif new_status == "pending":
         await bookings.set_status(conn, booking_id, new_status, at + policy.provider_response)
     else:
@@ -370,22 +376,40 @@ async def _extend(
             f"the stay already ends at {row['end'].isoformat()}; extend moves the end later",
             slug="not-an-extension",
         )
-    if new_end - row["start"] > timedelta(hours=row["max_stay_hours"]):
+    await _claim_more(conn, who, row, row["start"], new_end, at, doing="make the stay longer")
+
+
+async def _claim_more(
+    conn: Connection,
+    who: Principal,
+    row: asyncpg.Record,
+    start: datetime,
+    end: datetime,
+    at: datetime,
+    *,
+    doing: str,
+) -> None:
+    """Widen a booking's claim on its bed to [start, end) (a later end, an earlier start).
+
+    Like a new hold: within the site's longest stay, on a bed still in service, and free for
+    the added time, which the exclusion constraint decides.
+    """
+    if end - start > timedelta(hours=row["max_stay_hours"]):
         raise Conflict(
-            f"the site's longest stay is {row['max_stay_hours']} hours",
+            f"the site's longest stay is {row['max_stay_hours']} hours; cannot {doing}",
             slug="stay-too-long",
         )
+    added_from, added_to = (start, row["start"]) if start < row["start"] else (row["end"], end)
     try:
         async with conn.transaction():
-            # Like a new hold, a longer stay needs the bed to be bookable now.
             if not await lock_bed_for_claim(conn, row["bed_id"], at):
                 raise Conflict(
-                    "the bed has been taken out of service; the stay cannot be made longer",
+                    f"the bed has been taken out of service; cannot {doing}",
                     slug="bed-unavailable",
                 )
-            await bookings.set_end(conn, row["id"], new_end)
+            await bookings.set_period(conn, row["id"], start, end)
     except asyncpg.ExclusionViolationError:
-        claim = await allocations.find_conflict(conn, row["bed_id"], row["end"], new_end, at)
+        claim = await allocations.find_conflict(conn, row["bed_id"], added_from, added_to, at)
         # Name the claim only to whoever may see it: a block is its provider's, a booking its
         # force's (and the site's provider's); to anyone else the bed is just not free.
         named = claim is not None and (
@@ -396,6 +420,6 @@ async def _extend(
         raise claims.overlap(
             claim,
             slug="bed-unavailable",
-            detail="the bed is not free for the longer stay",
+            detail=f"the bed is not free to {doing}",
             named=named,
         ) from None

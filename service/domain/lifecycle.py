@@ -88,12 +88,8 @@ def target_status(action: Action, current: str, booking_mode: str) -> str:
 def require_timing(
     action: Action, start: datetime, now: datetime, no_show_grace: timedelta
 ) -> None:
-    """Check-in only once the stay has begun; no-show only after start + grace."""
-    if action.name == "check-in" and now < start:
-        raise Conflict(
-            f"the stay starts at {start.isoformat()}; check in from then on",
-            slug="too-early",
-        )
+    """No-show only after start + grace. (An early check-in is allowed: it moves the start,
+    if the bed is free from now on; see domain.bookings.)"""
     if action.name == "no-show" and now < start + no_show_grace:
         raise Conflict(
             f"a no-show can be recorded from {(start + no_show_grace).isoformat()}",

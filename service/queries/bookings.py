@@ -142,8 +142,8 @@ UPDATE allocation SET status = $2, respond_by = coalesce($3, respond_by), update
 WHERE id = $1
 """
 
-SET_END = """
-UPDATE allocation SET period = tstzrange(lower(period), $2, '[)'), updated_at = now()
+SET_PERIOD = """
+UPDATE allocation SET period = tstzrange($2, $3, '[)'), updated_at = now()
 WHERE id = $1
 """
 
@@ -290,8 +290,8 @@ async def set_status(
     await conn.execute(SET_STATUS, booking_id, status, respond_by)
 
 
-async def set_end(conn: Connection, booking_id: UUID, end: datetime) -> None:
-    await conn.execute(SET_END, booking_id, end)
+async def set_period(conn: Connection, booking_id: UUID, start: datetime, end: datetime) -> None:
+    await conn.execute(SET_PERIOD, booking_id, start, end)
 
 
 async def mark_checked_in(conn: Connection, booking_id: UUID, at: datetime) -> None:

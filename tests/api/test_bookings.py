@@ -237,16 +237,35 @@ async def test_no_show_only_after_the_grace_period(world: World, clock: ManualCl
     assert (await world.book(site["id"], clock.now()))["bed_id"] == booking["bed_id"]
 
 
-async def test_check_in_only_from_the_start(world: World, clock: ManualClock) -> None:
-    site = await world.site()
+async def test_an_early_arrival_checks_in_and_moves_the_start(
+    world: World, clock: ManualClock
+) -> None:
+    site = await world.site(max_stay_hours=24)
     await world.bed(site["id"])
-    start = clock.now() + timedelta(hours=3)
-    booking = await world.book(site["id"], start)
-    await world.act(booking["id"], "confirm")
-    early = await world.api.post(f"/v1/bookings/{booking['id']}/check-in", None, key=world.provider)
-    assert early.status == 409 and early.problem_type == "too-early"
-    clock.set(start)
-    assert (await world.act(booking["id"], "check-in", key=world.provider))["status"] == "arrived"
+    first = await world.book(site["id"], clock.now() + timedelta(hours=1), hours=2)
+    second = await world.book(site["id"], clock.now() + timedelta(hours=3), hours=20)
+    assert first["bed_id"] == second["bed_id"]
+    for booking in (first, second):
+        await world.act(booking["id"], "confirm")
+    # The bed is not free from now until the second stay's start: the first one is in the way.
+    blocked = await world.api.post(
+        f"/v1/bookings/{second['id']}/check-in", None, key=world.provider
+    )
+    assert blocked.status == 409 and blocked.problem_type == "bed-unavailable", blocked.body
+    assert (await world.api.get(f"/v1/bookings/{second['id']}", key=world.officer)).body[
+        "status"
+    ] == "confirmed"
+    # The first stay's bed is free from now on: the person is in, and the stay starts now.
+    clock.advance(minutes=10)
+    arrived = await world.act(first["id"], "check-in", key=world.provider)
+    assert arrived["status"] == "arrived"
+    assert arrived["start"] == clock.now().isoformat().replace("+00:00", "Z")
+    assert arrived["checked_in_at"] == arrived["start"]
+    # Arriving so early that the stay would outlast the site's longest stay is refused.
+    late = await world.book(site["id"], clock.now() + timedelta(hours=23), hours=20)
+    await world.act(late["id"], "confirm")
+    too_long = await world.api.post(f"/v1/bookings/{late['id']}/check-in", None, key=world.provider)
+    assert too_long.status == 409 and too_long.problem_type == "stay-too-long", too_long.body
 
 
 async def test_extend(world: World, clock: ManualClock) -> None:
