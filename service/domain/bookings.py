@@ -335,15 +335,13 @@ async def act(
         assert new_end is not None
         await _extend(conn, who, row, new_end, at)
         reason = reason or f"extended to {new_end.isoformat()}"
-    elif action.name == "check-in" and at < row["start"]:
-        # An early arrival moves the stay's start to now, if the bed is free from now on.
-        await _claim_more(conn, who, row, at, row["end"], at, doing="start the stay now")
-        await bookings.set_status(conn, booking_id, new_status)
-        await bookings.mark_checked_in(conn, booking_id, at)
-        reason = reason or f"arrived early; the stay starts at {at.isoformat()}"
     elif new_status == "pending":
         await bookings.set_status(conn, booking_id, new_status, at + policy.provider_response)
     else:
+        if action.name == "check-in" and at < row["start"]:
+            # An early arrival moves the stay's start to now, if the bed is free from now on.
+            await _claim_more(conn, who, row, at, row["end"], at, doing="start the stay now")
+            reason = reason or f"arrived early; the stay starts at {at.isoformat()}"
         await bookings.set_status(conn, booking_id, new_status)
         if action.name == "check-in":
             await bookings.mark_checked_in(conn, booking_id, at)

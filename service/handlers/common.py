@@ -81,6 +81,17 @@ def repeated_keys(raw: bytes) -> list[str]:
     return sorted(set(found))
 
 
+def invalid(errors: list[dict[str, str]]) -> ValidationProblem:
+    """A 400 naming each field, its detail the errors in one line."""
+    return ValidationProblem(
+        "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+    )
+
+
+def given_twice(names: list[str]) -> ValidationProblem:
+    return invalid([{"field": name, "message": "given more than once"} for name in names])
+
+
 async def read_body(request: web.Request, model: type[B]) -> B:
     """The one body parser: JSON only, no key given twice, exact fields, every error named."""
     if request.content_type not in JSON_TYPES:
@@ -90,17 +101,11 @@ async def read_body(request: web.Request, model: type[B]) -> B:
     # "admin"} must not mean whatever this parser happens to pick.
     repeated = repeated_keys(raw)
     if repeated:
-        errors = [{"field": field, "message": "given more than once"} for field in repeated]
-        raise ValidationProblem(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
+        raise given_twice(repeated)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        raise ValidationProblem(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        ) from None
+        raise invalid(field_errors(exc)) from None
 
 
 def read_query(request: web.Request, model: type[B]) -> B:
@@ -108,17 +113,11 @@ def read_query(request: web.Request, model: type[B]) -> B:
     # stricter exclusion radius a proxy or force system appended.
     repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
     if repeated:
-        raise ValidationProblem(
-            f"each query parameter may be given once: {', '.join(repeated)}",
-            errors=[{"field": name, "message": "given more than once"} for name in repeated],
-        )
+        raise given_twice(repeated)
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        errors = field_errors(exc, root="query")
-        raise ValidationProblem(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        ) from None
+        raise invalid(field_errors(exc, root="query")) from None
 
 
 def path_id(request: web.Request, name: str, what: str) -> UUID:

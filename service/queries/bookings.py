@@ -50,7 +50,8 @@ WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
 LOCK_HOLD_CAPS = "SELECT pg_advisory_xact_lock(hashtextextended('hold-cap:' || $1::text, 0))"
 
 # The force's live holds, and the key's among them, with when the first of each lapses.
-# Through allocation_hold_due_idx (partial on status = 'held'): never grows with history.
+# Through allocation_hold_due_idx and allocation_pending_due_idx (partial on status 'held'
+# and 'pending'): neither grows with history.
 LIVE_HOLDS = """
 WITH live AS (
     SELECT a.id, a.hold_expires_at AS lapses_at FROM allocation a
