@@ -1,20 +1,16 @@
-"""API keys (generation, hashing), the caller's principal, and role and scope checks."""
+"""API keys: generation, hashing and issuing (the secret is shown once, stored as a hash)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from typing import Literal
 from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
-from service.errors import Forbidden, NotFound
 from service.queries import api_keys
-
-Role = Literal["admin", "officer", "provider"]
+from service.vocab import Role
 
 KEY_PREFIX = "pos_"
 # Enough of the key to tell keys apart in a listing; far too little to guess the rest.
@@ -55,37 +51,3 @@ async def issue_key(
         prefix=display_prefix(secret),
     )
     return row, secret
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: one API key, its role and its scope."""
-
-    key_id: UUID
-    role: Role
-    force_code: str | None = None
-    provider_id: UUID | None = None
-
-    @property
-    def actor(self) -> str:
-        """How this caller is named in histories and audit: role and scope, never the key."""
-        if self.role == "officer":
-            return f"officer:{self.force_code}"
-        if self.role == "provider":
-            return f"provider:{self.provider_id}"
-        return "admin"
-
-
-def require_role(principal: Principal, *roles: Role) -> None:
-    """403 unless the caller has one of `roles`."""
-    if principal.role not in roles:
-        allowed = " or ".join(roles)
-        raise Forbidden(
-            f"this action needs the {allowed} role; your key has the {principal.role} role"
-        )
-
-
-def check_provider_scope(principal: Principal, provider_id: UUID, what: str) -> None:
-    """Another provider's object is answered 404: its existence is not revealed."""
-    if principal.role == "provider" and principal.provider_id != provider_id:
-        raise NotFound(f"{what} not found")

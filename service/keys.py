@@ -11,8 +11,8 @@ from service.clock import Clock
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.auth import Principal
     from service.db import Connection, Pool
+    from service.domain.access import Principal
     from service.domain.bookings import Policy
     from service.metrics import Metrics
     from service.ratelimit import RateLimiter
@@ -26,6 +26,8 @@ POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+# The request id every log line and audit row of the request carries.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 # Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
 # this connection's transaction.
 CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")

@@ -18,7 +18,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from service import keys
-from service.auth import Principal, hash_key
+from service.auth import hash_key
+from service.domain.access import Principal
 from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
 from service.handlers.bookings import replay_booking
 from service.queries import api_keys as api_key_queries
@@ -97,6 +98,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[keys.REQUEST_ID] = request_id
     started = time.perf_counter()
     route = _route_name(request)
     try:

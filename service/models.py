@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -17,6 +17,16 @@ from pydantic import (
     StringConstraints,
     model_serializer,
     model_validator,
+)
+
+from service.vocab import (
+    AllocationKind,
+    BookingMode,
+    BookingStatus,
+    Gender,
+    Role,
+    RoomType,
+    SiteStatus,
 )
 
 # --- shared field types ------------------------------------------------------------------
@@ -121,11 +131,6 @@ Notes = Annotated[str, StringConstraints(max_length=2000), _FREE_OR_BLANK]
 ForceCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
-Gender = Literal["female", "male", "non_binary"]
-RoomType = Literal["single", "shared", "family"]
-BookingMode = Literal["instant", "request"]
-SiteStatus = Literal["active", "paused", "closed"]
-Role = Literal["admin", "officer", "provider"]
 
 MAX_WINDOW = timedelta(days=92)
 
@@ -391,7 +396,7 @@ class BlockListQuery(PageQuery):
 
 
 class OccupancyEntry(Out):
-    kind: Literal["booking", "block"]
+    kind: AllocationKind
     id: UUID
     status: str
     start: datetime
@@ -417,18 +422,6 @@ class Occupancy(Out):
 
 
 # --- availability and bookings -----------------------------------------------------------
-
-BookingStatus = Literal[
-    "held",
-    "pending",
-    "confirmed",
-    "arrived",
-    "departed",
-    "expired",
-    "cancelled",
-    "declined",
-    "no_show",
-]
 
 
 class AvailabilityQuery(Query):

@@ -10,9 +10,9 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from service.auth import Principal
 from service.db import Connection
 from service.domain import claims, lifecycle
+from service.domain.access import Principal
 from service.domain.beds import Bed, Needs, best_fit
 from service.errors import Conflict, NotFound, Problem, Unprocessable, ValidationProblem
 from service.queries import allocations, beds, bookings

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from service.auth import Role
 from service.errors import Conflict, Forbidden
+from service.vocab import Role
 
 TERMINAL = frozenset({"expired", "cancelled", "declined", "no_show", "departed"})
 

@@ -8,7 +8,8 @@ import asyncpg
 from aiohttp import web
 
 from service import keys, paging
-from service.auth import issue_key, require_role
+from service.auth import issue_key
+from service.domain.access import require_role
 from service.errors import NotFound, ValidationProblem
 from service.handlers.common import (
     connection,

@@ -12,9 +12,9 @@ import structlog
 from aiohttp import web
 
 from service import keys, paging
-from service.auth import Principal, require_role
 from service.db import Connection
 from service.domain import bookings as domain
+from service.domain.access import Principal, require_role
 from service.domain.beds import Needs
 from service.domain.ranking import shown_distance
 from service.errors import NotFound, Problem, ValidationProblem

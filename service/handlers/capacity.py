@@ -8,9 +8,9 @@ import asyncpg
 from aiohttp import web
 
 from service import paging
-from service.auth import Principal, check_provider_scope, require_role
 from service.db import Connection
 from service.domain import claims
+from service.domain.access import Principal, check_provider_scope, require_role
 from service.domain.bookings import lock_bed_for_claim
 from service.errors import Conflict, NotFound, PreconditionFailed
 from service.handlers.common import (

@@ -14,10 +14,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from service import keys
-from service.auth import Principal
-from service.db import Connection
+from service.domain.access import Principal
 from service.errors import NotFound, UnsupportedMediaType, ValidationProblem
 from service.models import Out
+from service.usecases import tx
+from service.usecases.tx import Tx
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -137,27 +138,36 @@ def now(request: web.Request) -> datetime:
 
 
 @asynccontextmanager
-async def transaction(request: web.Request) -> AsyncIterator[Connection]:
-    """The request's transaction: inside an Idempotency-Key request, a savepoint on the
-    connection that will also store the answer; otherwise a fresh pooled transaction."""
+async def writing(request: web.Request) -> AsyncIterator[Tx]:
+    """The request's unit of work, for use cases that change state or read personal data.
+
+    Inside an Idempotency-Key request it is a savepoint on the connection that will also store
+    the answer (so the answer exists if and only if the change committed); otherwise a fresh
+    pooled transaction. Either way the clock is read once, here.
+    """
+    who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)
     shared = request.get(keys.CONNECTION)
     if shared is not None:
-        async with shared.transaction():
-            yield shared
+        async with tx.writing(shared, at=at, who=who, request_id=request_id) as unit:
+            yield unit
         return
-    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
-        yield conn
+    async with (
+        request.app[keys.POOL].acquire() as conn,
+        tx.writing(conn, at=at, who=who, request_id=request_id) as unit,
+    ):
+        yield unit
 
 
 @asynccontextmanager
-async def connection(request: web.Request) -> AsyncIterator[Connection]:
-    """A connection for reads (no explicit transaction)."""
+async def reading(request: web.Request) -> AsyncIterator[Tx]:
+    """For use cases that read nothing personal: a connection without a transaction."""
+    who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)
     shared = request.get(keys.CONNECTION)
     if shared is not None:
-        yield shared
+        yield tx.reading(shared, at=at, who=who, request_id=request_id)
         return
     async with request.app[keys.POOL].acquire() as conn:
-        yield conn
+        yield tx.reading(conn, at=at, who=who, request_id=request_id)
 
 
 def json_response(

@@ -6,7 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from service import paging
-from service.auth import require_role
+from service.domain.access import require_role
 from service.errors import Conflict, NotFound
 from service.handlers.common import (
     connection,

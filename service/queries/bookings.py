@@ -120,10 +120,10 @@ WITH due AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE allocation a SET status = 'expired', updated_at = now()
+UPDATE allocation a SET status = 'expired', updated_at = $1
 FROM due
 WHERE a.id = due.id
-RETURNING a.id, due.status AS was, due.lapsed_at
+RETURNING a.id, a.site_id, due.status AS was, due.lapsed_at
 """
 
 LOCK_FOR_ACTION = """

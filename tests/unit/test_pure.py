@@ -11,7 +11,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import ValidationError
 
 from service import paging
-from service.auth import Principal, display_prefix, generate_key, hash_key
+from service.auth import display_prefix, generate_key, hash_key
+from service.domain.access import Principal
 from service.errors import ValidationProblem
 from service.models import BlockIn, SitePatch
 from service.settings import Settings

@@ -1,0 +1,68 @@
+"""Who is calling and what each role may see (SPEC section 4): pure rules, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from service.errors import Forbidden, NotFound
+from service.vocab import BookingStatus, Role
+
+# Officers see a site's address and phone only while their booking is confirmed or arrived.
+ADDRESS_VISIBLE = frozenset({BookingStatus.CONFIRMED, BookingStatus.ARRIVED})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: one API key, its role and its scope."""
+
+    key_id: UUID
+    role: Role
+    force_code: str | None = None
+    provider_id: UUID | None = None
+
+    @property
+    def actor(self) -> str:
+        """How this caller is named in histories: role and scope, never the key."""
+        if self.role == Role.OFFICER:
+            return f"officer:{self.force_code}"
+        if self.role == Role.PROVIDER:
+            return f"provider:{self.provider_id}"
+        return "admin"
+
+    @property
+    def scope(self) -> str | None:
+        """The force or provider this caller acts for; None for admins."""
+        if self.role == Role.OFFICER:
+            return self.force_code
+        if self.role == Role.PROVIDER:
+            return str(self.provider_id)
+        return None
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    """403 unless the caller has one of `roles`."""
+    if principal.role not in roles:
+        allowed = " or ".join(roles)
+        raise Forbidden(
+            f"this action needs the {allowed} role; your key has the {principal.role} role"
+        )
+
+
+def check_provider_scope(principal: Principal, provider_id: UUID, what: str) -> None:
+    """Another provider's object is answered 404: its existence is not revealed."""
+    if principal.role == Role.PROVIDER and principal.provider_id != provider_id:
+        raise NotFound(f"{what} not found")
+
+
+def in_scope(who: Principal, force_code: str, provider_id: UUID) -> bool:
+    """Officers see their force's bookings, providers those at their sites, admins all."""
+    if who.role == Role.OFFICER:
+        return who.force_code == force_code
+    if who.role == Role.PROVIDER:
+        return who.provider_id == provider_id
+    return True
+
+
+def can_see_address(who: Principal, status: str) -> bool:
+    return who.role != Role.OFFICER or status in ADDRESS_VISIBLE

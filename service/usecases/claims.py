@@ -1,0 +1,57 @@
+"""Claiming time on a bed: the one way a hold, an extension or an early arrival, and a block
+take a bed for a period."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from service.queries import allocations, beds
+from service.usecases.expiry import expire_lapsed
+from service.usecases.tx import Tx
+
+T = TypeVar("T")
+
+
+class ClaimRefused(Exception):
+    """The bed cannot be claimed for the period: out of service or removed (`claim` None and
+    `out_of_service`), or another live claim is in the way (`claim`, when one is found)."""
+
+    def __init__(self, claim: asyncpg.Record | None, *, out_of_service: bool = False) -> None:
+        super().__init__("the bed is not free")
+        self.claim = claim
+        self.out_of_service = out_of_service
+
+
+async def claim_bed(
+    tx: Tx,
+    bed_id: UUID,
+    start: datetime,
+    end: datetime,
+    write: Callable[[], Awaitable[T]],
+    *,
+    in_service_only: bool = True,
+) -> T:
+    """Run `write` (the insert or update that claims [start, end) on the bed) under the bed's
+    claim lock, after writing off the bed's lapsed holds and requests (they still count for
+    the exclusion constraint until written off).
+
+    The lock queues claims on one bed behind each other instead of letting two overlapping
+    inserts deadlock inside the exclusion constraint, which stays the arbiter. A savepoint:
+    a refused claim costs only this attempt, and rolling it back releases the bed's lock.
+    Raises ClaimRefused, naming the claim in the way when there is one.
+    """
+    try:
+        async with tx.conn.transaction():
+            bookable = await beds.lock_for_claim(tx.conn, bed_id)
+            await expire_lapsed(tx, bed_id=bed_id)
+            if in_service_only and not bookable:
+                raise ClaimRefused(None, out_of_service=True)
+            return await write()
+    except asyncpg.ExclusionViolationError:
+        claim = await allocations.find_conflict(tx.conn, bed_id, start, end, tx.at)
+        raise ClaimRefused(claim) from None

@@ -1,0 +1,137 @@
+"""Every fixed vocabulary, defined once: models, rules, queries and SQL CHECKs use these values
+(tests/unit/test_vocab_sql.py holds the migrations' CHECK lists to them)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OFFICER = "officer"
+    PROVIDER = "provider"
+
+
+class Gender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    NON_BINARY = "non_binary"
+
+
+class RoomType(StrEnum):
+    SINGLE = "single"
+    SHARED = "shared"
+    FAMILY = "family"
+
+
+class BookingMode(StrEnum):
+    INSTANT = "instant"
+    REQUEST = "request"
+
+
+class SiteStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+class AllocationKind(StrEnum):
+    BOOKING = "booking"
+    BLOCK = "block"
+
+
+class BookingStatus(StrEnum):
+    HELD = "held"
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    ARRIVED = "arrived"
+    DEPARTED = "departed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    DECLINED = "declined"
+    NO_SHOW = "no_show"
+
+
+# A block's one state in the allocation ledger, beside the booking states.
+BLOCKED = "blocked"
+ALLOCATION_STATUSES = frozenset({BLOCKED, *BookingStatus})
+# Claims that keep their bed (the exclusion constraint's list).
+LIVE_STATUSES = frozenset(
+    {
+        BLOCKED,
+        BookingStatus.HELD,
+        BookingStatus.PENDING,
+        BookingStatus.CONFIRMED,
+        BookingStatus.ARRIVED,
+    }
+)
+TERMINAL_STATUSES = frozenset(
+    {
+        BookingStatus.EXPIRED,
+        BookingStatus.CANCELLED,
+        BookingStatus.DECLINED,
+        BookingStatus.NO_SHOW,
+        BookingStatus.DEPARTED,
+    }
+)
+
+
+class EventType(StrEnum):
+    BOOKING_HELD = "booking.held"
+    BOOKING_PENDING = "booking.pending"
+    BOOKING_CONFIRMED = "booking.confirmed"
+    BOOKING_DECLINED = "booking.declined"
+    BOOKING_CANCELLED = "booking.cancelled"
+    BOOKING_EXPIRED = "booking.expired"
+    BOOKING_ARRIVED = "booking.arrived"
+    BOOKING_DEPARTED = "booking.departed"
+    BOOKING_NO_SHOW = "booking.no_show"
+    BOOKING_EXTENDED = "booking.extended"
+    SITE_AVAILABILITY_CHANGED = "site.availability_changed"
+
+
+class ObjectType(StrEnum):
+    """What an audit row is about."""
+
+    FORCE = "force"
+    PROVIDER = "provider"
+    API_KEY = "api_key"
+    SITE = "site"
+    BED = "bed"
+    BLOCK = "block"
+    BOOKING = "booking"
+
+
+class AuditAction(StrEnum):
+    """What was done. Booking transitions are recorded under their action's name."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REVOKE = "revoke"
+    READ = "read"
+    ERASE = "erase"
+    HOLD = "hold"
+    CONFIRM = "confirm"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    CANCEL = "cancel"
+    CHECK_IN = "check-in"
+    CHECK_OUT = "check-out"
+    NO_SHOW = "no-show"
+    EXTEND = "extend"
+    EXPIRE = "expire"
+
+
+class AvailabilityCause(StrEnum):
+    """Why a site's availability changed (the `cause` of a site.availability_changed event)."""
+
+    SITE_CHANGED = "site_changed"
+    BED_ADDED = "bed_added"
+    BED_CHANGED = "bed_changed"
+    BED_REMOVED = "bed_removed"
+    BLOCK_ADDED = "block_added"
+    BLOCK_REMOVED = "block_removed"
+    BOOKING_HELD = "booking_held"
+    BOOKING_EXTENDED = "booking_extended"
+    BOOKING_RELEASED = "booking_released"
