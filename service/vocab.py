@@ -1,5 +1,5 @@
 """Every fixed vocabulary, defined once: models, rules, queries and SQL CHECKs use these values
-(tests/unit/test_vocab_sql.py holds the migrations' CHECK lists to them)."""
+(tests/integration/test_vocab_sql.py holds the migrations' CHECK lists to them)."""
 
 from __future__ import annotations
 
