@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -10,7 +11,7 @@ from aiohttp import web
 from service import keys
 from service.clock import Clock, SystemClock
 from service.db import create_pool, pool_state, resolve_dsn
-from service.domain.bookings import Policy
+from service.domain.stays import Policy
 from service.jobs import expiry_job
 from service.metrics import Metrics
 from service.middlewares import (
@@ -78,7 +79,13 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
-    app[keys.POLICY] = Policy.from_settings(settings)
+    app[keys.POLICY] = Policy(
+        hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+        provider_response=timedelta(seconds=settings.provider_response_seconds),
+        no_show_grace=timedelta(seconds=settings.no_show_grace_seconds),
+        hold_cap_per_key=settings.hold_cap_per_key,
+        hold_cap_per_force=settings.hold_cap_per_force,
+    )
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_plain_server_header)

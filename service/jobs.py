@@ -12,7 +12,8 @@ from aiohttp import web
 from service import keys
 from service.clock import Clock
 from service.db import Pool
-from service.domain.bookings import expire_lapsed
+from service.usecases import tx
+from service.usecases.expiry import expire_lapsed
 
 log = structlog.get_logger(__name__)
 
@@ -23,12 +24,16 @@ async def sweep_once(pool: Pool, clock: Clock) -> int:
     """Expire every hold and pending request past its deadline; returns how many.
 
     Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas sweeping at once split the work
-    and never expire a booking twice.
+    and never expire a booking twice. One transaction per batch: a batch's bookings, their
+    history, events and audit rows commit together, and a long sweep holds no lock for long.
     """
     total = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
-            done = await expire_lapsed(conn, clock.now(), limit=SWEEP_BATCH)
+        async with (
+            pool.acquire() as conn,
+            tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
+        ):
+            done = await expire_lapsed(unit, limit=SWEEP_BATCH)
         total += done
         if done < SWEEP_BATCH:
             return total

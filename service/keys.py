@@ -13,7 +13,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from service.db import Connection, Pool
     from service.domain.access import Principal
-    from service.domain.bookings import Policy
+    from service.domain.stays import Policy
     from service.metrics import Metrics
     from service.ratelimit import RateLimiter
 

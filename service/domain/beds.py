@@ -6,13 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from service.vocab import Gender, RoomType
+
 # A single room before a bed in a shared room; the family room last of all.
-ROOM_WASTE = {"single": 0, "shared": 1, "family": 2}
+ROOM_WASTE = {RoomType.SINGLE: 0, RoomType.SHARED: 1, RoomType.FAMILY: 2}
 
 
 @dataclass(frozen=True)
 class Needs:
-    gender: str | None = None
+    gender: Gender | None = None
     dependants: int = 0
     wheelchair: bool = False
     language: str | None = None
@@ -22,7 +24,7 @@ class Needs:
 class Bed:
     id: UUID
     label: str
-    room_type: str
+    room_type: RoomType
     wheelchair_accessible: bool
     max_dependants: int
 

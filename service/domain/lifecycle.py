@@ -1,4 +1,5 @@
-"""The booking lifecycle (SPEC section 3): which role may take which action from which state."""
+"""The booking lifecycle (SPEC section 3): which role may take which action from which state,
+and what each step emits and does to the site's availability."""
 
 from __future__ import annotations
 
@@ -6,61 +7,88 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.errors import Conflict, Forbidden
-from service.vocab import Role
+from service.vocab import (
+    TERMINAL_STATUSES,
+    AuditAction,
+    AvailabilityCause,
+    BookingMode,
+    BookingStatus,
+    EventType,
+    Role,
+)
 
-TERMINAL = frozenset({"expired", "cancelled", "declined", "no_show", "departed"})
+TERMINAL = TERMINAL_STATUSES
+
+A = AuditAction
+S = BookingStatus
 
 
 @dataclass(frozen=True)
 class Action:
-    name: str
+    name: AuditAction
     roles: frozenset[Role]
-    from_states: frozenset[str]
+    from_states: frozenset[BookingStatus]
     # The state it leaves the booking in; None when it depends on the site (confirm) or the
     # state does not change (extend).
-    to: str | None
+    to: BookingStatus | None
     reason_required: bool = False
 
 
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        Action("confirm", frozenset({"officer"}), frozenset({"held"}), None),
-        Action("accept", frozenset({"provider"}), frozenset({"pending"}), "confirmed"),
-        Action("decline", frozenset({"provider"}), frozenset({"pending"}), "declined", True),
+        Action(A.CONFIRM, frozenset({Role.OFFICER}), frozenset({S.HELD}), None),
+        Action(A.ACCEPT, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.CONFIRMED),
+        Action(A.DECLINE, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.DECLINED, True),
         Action(
-            "cancel",
-            frozenset({"officer", "provider"}),
-            frozenset({"held", "pending", "confirmed"}),
-            "cancelled",
+            A.CANCEL,
+            frozenset({Role.OFFICER, Role.PROVIDER}),
+            frozenset({S.HELD, S.PENDING, S.CONFIRMED}),
+            S.CANCELLED,
             True,
         ),
-        Action("check-in", frozenset({"provider"}), frozenset({"confirmed"}), "arrived"),
-        Action("check-out", frozenset({"provider"}), frozenset({"arrived"}), "departed"),
-        Action("no-show", frozenset({"provider"}), frozenset({"confirmed"}), "no_show"),
-        Action("extend", frozenset({"officer"}), frozenset({"confirmed", "arrived"}), None),
+        Action(A.CHECK_IN, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.ARRIVED),
+        Action(A.CHECK_OUT, frozenset({Role.PROVIDER}), frozenset({S.ARRIVED}), S.DEPARTED),
+        Action(A.NO_SHOW, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.NO_SHOW),
+        Action(A.EXTEND, frozenset({Role.OFFICER}), frozenset({S.CONFIRMED, S.ARRIVED}), None),
     )
 }
 
-EVENT_TYPES = {
-    "hold": "booking.held",
-    "pending": "booking.pending",
-    "confirmed": "booking.confirmed",
-    "declined": "booking.declined",
-    "cancelled": "booking.cancelled",
-    "expired": "booking.expired",
-    "arrived": "booking.arrived",
-    "departed": "booking.departed",
-    "no_show": "booking.no_show",
-    "extend": "booking.extended",
+# The event a step emits is named after the state entered, except a hold's and an extension's.
+EVENT_TYPES: dict[str, EventType] = {
+    A.HOLD: EventType.BOOKING_HELD,
+    S.PENDING: EventType.BOOKING_PENDING,
+    S.CONFIRMED: EventType.BOOKING_CONFIRMED,
+    S.DECLINED: EventType.BOOKING_DECLINED,
+    S.CANCELLED: EventType.BOOKING_CANCELLED,
+    S.EXPIRED: EventType.BOOKING_EXPIRED,
+    S.ARRIVED: EventType.BOOKING_ARRIVED,
+    S.DEPARTED: EventType.BOOKING_DEPARTED,
+    S.NO_SHOW: EventType.BOOKING_NO_SHOW,
+    A.EXTEND: EventType.BOOKING_EXTENDED,
 }
 
 
-def event_type(action: str, status: str) -> str:
+def event_type(action: str, status: str) -> EventType:
     """The event an action emits: named after the state entered, or `booking.extended`."""
-    if action in ("hold", "extend"):
+    if action in (A.HOLD, A.EXTEND):
         return EVENT_TYPES[action]
     return EVENT_TYPES[status]
+
+
+def availability_cause(
+    action: str, status: str, *, period_changed: bool = False
+) -> AvailabilityCause | None:
+    """How a step changes what a search could return: a hold takes bed time, a step into a
+    terminal state gives it back, a wider period (extend, early arrival) takes more. Confirming,
+    accepting and an on-time arrival leave the bed's time as it was: None."""
+    if action == A.HOLD:
+        return AvailabilityCause.BOOKING_HELD
+    if period_changed:
+        return AvailabilityCause.BOOKING_EXTENDED
+    if status in TERMINAL_STATUSES:
+        return AvailabilityCause.BOOKING_RELEASED
+    return None
 
 
 def require_allowed(action: Action, role: Role) -> None:
@@ -79,18 +107,18 @@ def require_state(action: Action, status: str) -> None:
         )
 
 
-def target_status(action: Action, current: str, booking_mode: str) -> str:
-    if action.name == "confirm":
-        return "confirmed" if booking_mode == "instant" else "pending"
-    return action.to or current
+def target_status(action: Action, current: str, booking_mode: str) -> BookingStatus:
+    if action.name == A.CONFIRM:
+        return S.CONFIRMED if booking_mode == BookingMode.INSTANT else S.PENDING
+    return action.to or BookingStatus(current)
 
 
 def require_timing(
     action: Action, start: datetime, now: datetime, no_show_grace: timedelta
 ) -> None:
     """No-show only after start + grace. (An early check-in is allowed: it moves the start,
-    if the bed is free from now on; see domain.bookings.)"""
-    if action.name == "no-show" and now < start + no_show_grace:
+    if the bed is free from now on; see usecases.bookings.)"""
+    if action.name == A.NO_SHOW and now < start + no_show_grace:
         raise Conflict(
             f"a no-show can be recorded from {(start + no_show_grace).isoformat()}",
             slug="too-early",

@@ -9,9 +9,8 @@ from uuid import UUID
 import asyncpg
 
 from service.db import Connection
-from service.domain.beds import Needs
 
-# Hard filters only; ranking (language, then distance) is the domain's. Coordinates stay in
+# Hard filters, then the ranking (language, then distance). Coordinates stay in
 # the database: only the distance leaves it. Every number computed from a site's position uses
 # its coarse cell only (sql/0005_coarse_location.sql), never its exact location, so no number
 # of searches from any points tells more than the cell: `near`, `max_km` and the ranking use
@@ -54,7 +53,7 @@ WITH site_match AS (
     GROUP BY b.site_id
 ),
 found AS (
-    SELECT m.id, m.name, m.provider, m.area, m.booking_mode, m.languages,
+    SELECT m.id AS site_id, m.name, m.provider, m.area, m.booking_mode, m.languages,
            m.interpreter_on_call, m.distance_km, f.free_beds
     FROM in_reach m
     JOIN free f ON f.site_id = m.id
@@ -77,7 +76,7 @@ FROM found
 ORDER BY CASE WHEN $16::text IS NULL OR $16 = ANY (languages) THEN 0
               WHEN interpreter_on_call THEN 1
               ELSE 2 END,
-         distance_km NULLS LAST, name COLLATE "C", id
+         distance_km NULLS LAST, name COLLATE "C", site_id
 LIMIT $18
 """
 
@@ -98,7 +97,10 @@ async def search(
     start: datetime,
     end: datetime,
     at: datetime,
-    needs: Needs,
+    gender: str | None,
+    dependants: int,
+    wheelchair: bool,
+    language: str | None,
     near: tuple[float, float] | None,
     max_km: float | None,
     avoid: tuple[float, float, float] | None,
@@ -106,7 +108,8 @@ async def search(
     limit: int,
 ) -> list[asyncpg.Record]:
     """The best `limit` sites with a matching free bed, ranked, each row carrying the count of
-    all matches (`total`); the search is recorded in the same statement."""
+    all matches (`total`); the search is recorded in the same statement. Columns are named
+    as the API names an item's fields (`distance_km` still unrounded)."""
     near_lat, near_lon = _point(near)
     avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
     avoid_km = None if avoid is None else avoid[2]
@@ -115,9 +118,9 @@ async def search(
         start,
         end,
         at,
-        needs.gender,
-        needs.dependants,
-        needs.wheelchair,
+        gender,
+        dependants,
+        wheelchair,
         near_lat,
         near_lon,
         max_km,
@@ -127,7 +130,7 @@ async def search(
         searcher.api_key_id,
         searcher.role,
         searcher.force_code,
-        needs.language,
+        language,
         searcher.refused_before,
         limit,
     )

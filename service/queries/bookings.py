@@ -1,32 +1,16 @@
-"""Bookings: holds, transitions, their history and events, expiry, and reads."""
+"""Bookings: holds, transitions, expiry, and the booking as the API shows it. (Their history,
+events and audit rows are written through the Tx: service/queries/records.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
 from service.paging import Position
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One step in a booking's history, and the event it emits."""
-
-    booking_id: UUID
-    action: str
-    status: str
-    at: datetime
-    actor: str
-    api_key_id: UUID | None
-    reason: str | None
-    event: str
-
 
 SITE_FOR_BOOKING = """
 SELECT id, provider_id, status, genders_accepted, booking_mode, max_stay_hours
@@ -72,37 +56,18 @@ WHERE b.force_code = $1
 """
 
 INSERT_HOLD = """
-INSERT INTO allocation (id, site_id, bed_id, kind, status, period, hold_expires_at)
-VALUES ($1, $2, $3, 'booking', 'held', tstzrange($4, $5, '[)'), $6)
+INSERT INTO allocation (
+    id, site_id, bed_id, kind, status, period, hold_expires_at, created_at, updated_at
+)
+VALUES ($1, $2, $3, 'booking', 'held', tstzrange($4, $5, '[)'), $6, $7, $7)
 """
 
 INSERT_BOOKING = """
 INSERT INTO booking (
     id, site_id, force_code, gender, dependants, wheelchair, language, custody_suite,
-    person_ref, officer_collar, notes, created_by
+    person_ref, officer_collar, notes, created_by, created_at
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-"""
-
-INSERT_TRANSITION = """
-INSERT INTO booking_transition (booking_id, action, status, at, actor, api_key_id, reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-"""
-
-# The event carries no personal field: ids, state, the window, and who it concerns.
-INSERT_EVENT = """
-INSERT INTO event (type, booking_id, site_id, force_code, provider_id, data, occurred_at)
-SELECT $2, b.id, b.site_id, b.force_code, s.provider_id,
-       jsonb_build_object(
-           'booking_id', b.id, 'status', a.status, 'site_id', b.site_id,
-           'force', b.force_code, 'bed_id', a.bed_id,
-           'start', lower(a.period), 'end', upper(a.period)
-       ),
-       $3
-FROM booking b
-JOIN allocation a ON a.id = b.id
-JOIN site s ON s.id = b.site_id
-WHERE b.id = $1
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 """
 
 # Lapsed holds and pending requests, written off. SKIP LOCKED: rows another transaction is
@@ -139,29 +104,50 @@ FOR UPDATE OF a
 """
 
 SET_STATUS = """
-UPDATE allocation SET status = $2, respond_by = coalesce($3, respond_by), updated_at = now()
+UPDATE allocation SET status = $2, respond_by = coalesce($3, respond_by), updated_at = $4
 WHERE id = $1
 """
 
 SET_PERIOD = """
-UPDATE allocation SET period = tstzrange($2, $3, '[)'), updated_at = now()
+UPDATE allocation SET period = tstzrange($2, $3, '[)'), updated_at = $4
 WHERE id = $1
 """
 
 MARK_CHECKED_IN = "UPDATE booking SET checked_in_at = $2 WHERE id = $1"
 MARK_CHECKED_OUT = "UPDATE booking SET checked_out_at = $2 WHERE id = $1"
 
-# What a caller reads: the effective status (a lapsed hold reads as expired at once).
+# The booking as the API shows it, in one statement: columns named as the API names them,
+# `needs`, `site` and `history` built as JSON here. The effective status (a lapsed hold reads
+# as expired at once). `provider_id` is for the caller's scope check only, and the site's
+# address and phone are for the use case to withhold where SPEC section 4 says so.
+# History through booking_transition_booking_idx, in the order it happened.
 SELECT_BOOKINGS = """
-SELECT b.id, b.site_id, b.force_code, a.bed_id,
+SELECT b.id, b.site_id, b.force_code AS force, a.bed_id,
        allocation_status(a.status, a.hold_expires_at, a.respond_by, $1) AS status,
        lower(a.period) AS start, upper(a.period) AS "end",
-       b.gender, b.dependants, b.wheelchair, b.language,
+       json_build_object(
+           'gender', b.gender, 'dependants', b.dependants,
+           'wheelchair', b.wheelchair, 'language', b.language
+       ) AS needs,
        b.person_ref, b.custody_suite, b.officer_collar, b.notes,
        a.hold_expires_at, a.respond_by, b.checked_in_at, b.checked_out_at,
+       (SELECT coalesce(
+                   json_agg(
+                       json_build_object(
+                           'action', t.action, 'status', t.status, 'at', t.at,
+                           'by', t.actor, 'reason', t.reason
+                       )
+                       ORDER BY t.id
+                   ),
+                   '[]'::json
+               )
+        FROM booking_transition t
+        WHERE t.booking_id = b.id) AS history,
+       json_build_object(
+           'name', s.name, 'area', s.area, 'address', s.address, 'phone', s.phone
+       ) AS site,
        b.created_at, a.updated_at,
-       s.provider_id, s.name AS site_name, s.area AS site_area,
-       s.address AS site_address, s.phone AS site_phone
+       s.provider_id
 FROM booking b
 JOIN allocation a ON a.id = b.id
 JOIN site s ON s.id = b.site_id
@@ -195,13 +181,6 @@ WHERE a.id = b.id
   AND b.personal_erased_at IS NULL
   AND a.status IN ('departed', 'expired', 'cancelled', 'declined', 'no_show')
   AND a.updated_at <= $2
-"""
-
-HISTORY = """
-SELECT booking_id, action, status, at, actor, reason
-FROM booking_transition
-WHERE booking_id = ANY($1::uuid[])
-ORDER BY booking_id, id
 """
 
 
@@ -241,32 +220,47 @@ async def insert_hold(
     start: datetime,
     end: datetime,
     hold_expires_at: datetime,
+    at: datetime,
 ) -> None:
-    await conn.execute(INSERT_HOLD, booking_id, site_id, bed_id, start, end, hold_expires_at)
+    await conn.execute(INSERT_HOLD, booking_id, site_id, bed_id, start, end, hold_expires_at, at)
 
 
-async def insert_booking(conn: Connection, booking_id: UUID, values: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class NewBooking:
+    """A booking's own row: who it is for and what they need (its bed time is the hold's)."""
+
+    id: UUID
+    site_id: UUID
+    force_code: str
+    gender: str
+    dependants: int
+    wheelchair: bool
+    language: str | None
+    custody_suite: str
+    person_ref: str
+    officer_collar: str
+    notes: str | None
+    created_by: UUID
+    created_at: datetime
+
+
+async def insert_booking(conn: Connection, booking: NewBooking) -> None:
     await conn.execute(
         INSERT_BOOKING,
-        booking_id,
-        values["site_id"],
-        values["force_code"],
-        values["gender"],
-        values["dependants"],
-        values["wheelchair"],
-        values["language"],
-        values["custody_suite"],
-        values["person_ref"],
-        values["officer_collar"],
-        values["notes"],
-        values["created_by"],
+        booking.id,
+        booking.site_id,
+        booking.force_code,
+        booking.gender,
+        booking.dependants,
+        booking.wheelchair,
+        booking.language,
+        booking.custody_suite,
+        booking.person_ref,
+        booking.officer_collar,
+        booking.notes,
+        booking.created_by,
+        booking.created_at,
     )
-
-
-async def record(conn: Connection, transitions: Sequence[Transition]) -> None:
-    """Each step's history row and its event, in the caller's transaction."""
-    await conn.executemany(INSERT_TRANSITION, [astuple(t)[:7] for t in transitions])
-    await conn.executemany(INSERT_EVENT, [(t.booking_id, t.event, t.at) for t in transitions])
 
 
 async def expire_lapsed(
@@ -286,13 +280,19 @@ async def lock_for_action(
 
 
 async def set_status(
-    conn: Connection, booking_id: UUID, status: str, respond_by: datetime | None = None
+    conn: Connection,
+    booking_id: UUID,
+    status: str,
+    at: datetime,
+    respond_by: datetime | None = None,
 ) -> None:
-    await conn.execute(SET_STATUS, booking_id, status, respond_by)
+    await conn.execute(SET_STATUS, booking_id, status, respond_by, at)
 
 
-async def set_period(conn: Connection, booking_id: UUID, start: datetime, end: datetime) -> None:
-    await conn.execute(SET_PERIOD, booking_id, start, end)
+async def set_period(
+    conn: Connection, booking_id: UUID, start: datetime, end: datetime, at: datetime
+) -> None:
+    await conn.execute(SET_PERIOD, booking_id, start, end, at)
 
 
 async def mark_checked_in(conn: Connection, booking_id: UUID, at: datetime) -> None:
@@ -339,7 +339,3 @@ async def list_page(
 async def erase_personal(conn: Connection, at: datetime, ended_before: datetime) -> int:
     result = await conn.execute(ERASE_PERSONAL, at, ended_before)
     return int(result.split()[-1])
-
-
-async def history(conn: Connection, booking_ids: Sequence[UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch(HISTORY, list(booking_ids))

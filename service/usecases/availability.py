@@ -1,0 +1,72 @@
+"""Searching for free beds: which active sites could take a stay, best first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.domain.access import require_role
+from service.domain.ranking import shown_distance
+from service.domain.stays import check_search_window
+from service.queries import availability
+from service.usecases.tx import Tx
+from service.vocab import Gender, Role
+
+
+@dataclass(frozen=True)
+class Search:
+    """What an officer asks for; `refused_before` is how many of the key's searches the rate
+    limiter refused since its last one (the search log counts it)."""
+
+    end: datetime
+    start: datetime | None = None
+    gender: Gender | None = None
+    dependants: int = 0
+    wheelchair: bool = False
+    language: str | None = None
+    near: tuple[float, float] | None = None
+    max_km: float | None = None
+    avoid: tuple[float, float, float] | None = None
+    limit: int = 20
+    refused_before: int = 0
+
+
+async def search(tx: Tx, query: Search) -> dict[str, Any]:
+    """The page of matching sites (`items`, as the API names their fields) and how many match
+    in all (`total`).
+
+    Not audited: it reads nothing personal. One statement that also records the search, so it
+    runs on a plain connection (a Tx from `reading`), with no transaction around it.
+    """
+    who = tx.caller
+    require_role(who, Role.OFFICER, Role.ADMIN)
+    start = query.start or tx.at
+    check_search_window(start, query.end, tx.at)
+    rows = await availability.search(
+        tx.conn,
+        start=start,
+        end=query.end,
+        at=tx.at,
+        gender=query.gender,
+        dependants=query.dependants,
+        wheelchair=query.wheelchair,
+        language=query.language,
+        near=query.near,
+        max_km=query.max_km,
+        avoid=query.avoid,
+        searcher=availability.Searcher(
+            api_key_id=who.key_id,
+            role=who.role,
+            force_code=who.force_code,
+            refused_before=query.refused_before,
+        ),
+        limit=query.limit,
+    )
+    items = []
+    for row in rows:
+        item = dict(row)
+        del item["total"]
+        item["distance_km"] = shown_distance(row["distance_km"])
+        items.append(item)
+    return {"items": items, "total": rows[0]["total"] if rows else 0}

@@ -1,0 +1,405 @@
+"""Holding a bed, moving a booking through its lifecycle, and showing bookings.
+
+Each function runs inside the caller's Tx, so a booking, its history, its events, its audit
+rows and the answer read back commit together or not at all. Every booking shown to a caller
+is audited as read (SPEC section 8): one row per booking, naming the personal fields shown.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from service.domain import claims, lifecycle
+from service.domain.access import Principal, can_see_address, in_scope, require_role
+from service.domain.beds import Bed, Needs, best_fit
+from service.domain.stays import (
+    HOLD_ROUNDS,
+    HoldCapReached,
+    Policy,
+    check_end,
+    check_window,
+    may_see_claim,
+    no_capacity,
+)
+from service.errors import Conflict, NotFound, Unprocessable, ValidationProblem
+from service.queries import bookings
+from service.usecases.claims import ClaimRefused, claim_bed
+from service.usecases.tx import Tx
+from service.vocab import (
+    AuditAction,
+    AvailabilityCause,
+    BookingStatus,
+    EventType,
+    ObjectType,
+    Role,
+    SiteStatus,
+)
+
+# A booking's personal fields: each read of one that is set is audited by name.
+PERSONAL_FIELDS = ("person_ref", "officer_collar", "notes")
+# What SPEC section 4 withholds from an officer until the booking is confirmed.
+SITE_CONTACT = ("address", "phone")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An officer's request for a bed at a site for a window."""
+
+    site_id: UUID
+    start: datetime
+    end: datetime
+    needs: Needs
+    person_ref: str
+    custody_suite: str
+    officer_collar: str
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a lifecycle action carries: an optional reason, and an extension's new end."""
+
+    reason: str | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Filters of a bookings list, and the page: `after` is the (created_at, id) of the last
+    booking of the page before."""
+
+    limit: int
+    status: BookingStatus | None = None
+    site_id: UUID | None = None
+    force: str | None = None
+    updated_since: datetime | None = None
+    after: tuple[datetime, UUID] | None = None
+
+
+@dataclass(frozen=True)
+class BookingPage:
+    """Bookings as the API shows them, and whether more follow the last of them."""
+
+    items: list[dict[str, Any]]
+    more: bool
+
+
+# --- showing --------------------------------------------------------------------------------
+
+
+def _visible(who: Principal, row: asyncpg.Record) -> dict[str, Any]:
+    """The booking as `who` may see it: the site's address and phone only where allowed."""
+    booking = dict(row)
+    del booking["provider_id"]
+    site = dict(booking["site"])
+    if not can_see_address(who, booking["status"]):
+        for name in SITE_CONTACT:
+            site.pop(name, None)
+    booking["site"] = site
+    return booking
+
+
+def _shown(booking: dict[str, Any]) -> list[str]:
+    """What a read audit row names: the personal fields and site contact details shown."""
+    site = booking["site"]
+    return [name for name in PERSONAL_FIELDS if booking[name] is not None] + [
+        f"site.{name}" for name in SITE_CONTACT if site.get(name) is not None
+    ]
+
+
+async def show(tx: Tx, booking_id: UUID) -> dict[str, Any]:
+    """One booking as the caller may see it, as the API names its fields; audited as read.
+    A booking outside the caller's scope is not found (its existence is not revealed)."""
+    who = tx.caller
+    row = await bookings.get(tx.conn, booking_id, tx.at)
+    if row is None or not in_scope(who, row["force"], row["provider_id"]):
+        raise NotFound("booking not found")
+    booking = _visible(who, row)
+    await tx.audit(AuditAction.READ, ObjectType.BOOKING, booking_id, _shown(booking))
+    return booking
+
+
+async def list_bookings(tx: Tx, query: ListQuery) -> BookingPage:
+    """A page of the bookings in the caller's scope (an officer's force, a provider's sites,
+    all for admins), oldest first; each booking on the page is audited as read."""
+    who = tx.caller
+    rows = await bookings.list_page(
+        tx.conn,
+        tx.at,
+        scope_force=who.force_code if who.role == Role.OFFICER else None,
+        scope_provider=who.provider_id if who.role == Role.PROVIDER else None,
+        force=query.force,
+        site_id=query.site_id,
+        status=query.status,
+        updated_since=query.updated_since,
+        after=query.after,
+        # One more than the page: it only says that another page follows.
+        limit=query.limit + 1,
+    )
+    items = [_visible(who, row) for row in rows[: query.limit]]
+    await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b["id"], _shown(b)) for b in items])
+    return BookingPage(items=items, more=len(rows) > query.limit)
+
+
+# --- holding --------------------------------------------------------------------------------
+
+
+async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
+    """Hold the best-fitting free bed at the site for the window; returns the booking shown.
+
+    The exclusion constraint is the arbiter between racing requests: when another request
+    takes the chosen bed first, the claim is refused and the next-best free bed is tried. No
+    bed left is 409 no-capacity.
+    """
+    who = tx.caller
+    require_role(who, Role.OFFICER)
+    assert who.force_code is not None
+    gender = command.needs.gender
+    assert gender is not None, "a hold names the person's gender"
+    check_window(command.start, command.end, tx.at)
+    site = await bookings.site_for_booking(tx.conn, command.site_id)
+    if site is None:
+        raise NotFound("site not found")
+    if site["status"] != SiteStatus.ACTIVE:
+        raise no_capacity(f"the site is {site['status']} and takes no bookings")
+    if gender not in site["genders_accepted"]:
+        raise no_capacity(f"the site does not accept gender '{gender}'")
+    if command.end - command.start > timedelta(hours=site["max_stay_hours"]):
+        raise Unprocessable(
+            f"the site's longest stay is {site['max_stay_hours']} hours",
+            slug="stay-too-long",
+        )
+    await _check_hold_caps(tx, policy)
+    booking_id = _booking_id(tx.at)
+    await _claim_best_bed(tx, booking_id, command, policy)
+    await bookings.insert_booking(
+        tx.conn,
+        bookings.NewBooking(
+            id=booking_id,
+            site_id=command.site_id,
+            force_code=who.force_code,
+            gender=gender,
+            dependants=command.needs.dependants,
+            wheelchair=command.needs.wheelchair,
+            language=command.needs.language,
+            custody_suite=command.custody_suite,
+            person_ref=command.person_ref,
+            officer_collar=command.officer_collar,
+            notes=command.notes,
+            created_by=who.key_id,
+            created_at=tx.at,
+        ),
+    )
+    await tx.history(booking_id, AuditAction.HOLD, BookingStatus.HELD)
+    await tx.event(
+        lifecycle.event_type(AuditAction.HOLD, BookingStatus.HELD), booking_id=booking_id
+    )
+    await tx.event(
+        EventType.SITE_AVAILABILITY_CHANGED,
+        site_id=command.site_id,
+        cause=AvailabilityCause.BOOKING_HELD,
+    )
+    await tx.audit(AuditAction.HOLD, ObjectType.BOOKING, booking_id, _set_fields(command))
+    return await show(tx, booking_id)
+
+
+_RANDOM_BITS = 74
+_last_id: tuple[int, int] = (0, 0)
+
+
+def _booking_id(at: datetime) -> UUID:
+    """A UUIDv7 (RFC 9562): the clock's millisecond, then random bits that count on from the
+    last id within one millisecond. Lists sort by (created_at, id) and created_at is the
+    injectable clock's reading, so bookings made at one reading list in the order made."""
+    global _last_id
+    ms = int(at.timestamp() * 1000) & ((1 << 48) - 1)
+    bits = secrets.randbits(_RANDOM_BITS)
+    last_ms, last_bits = _last_id
+    if ms == last_ms and bits <= last_bits:
+        bits = min(last_bits + 1 + secrets.randbits(16), (1 << _RANDOM_BITS) - 1)
+    _last_id = (ms, bits)
+    rand_a, rand_b = bits >> 62, bits & ((1 << 62) - 1)
+    return UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
+def _set_fields(command: Hold) -> list[str]:
+    """The fields a new booking was given, as the API names them."""
+    given = [
+        "site_id", "force", "bed_id", "status", "start", "end", "needs", "custody_suite",
+        "person_ref", "officer_collar", "hold_expires_at",
+    ]  # fmt: skip
+    return given if command.notes is None else [*given, "notes"]
+
+
+async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold, policy: Policy) -> UUID:
+    """Claim the window on the best free bed that can still be had; returns the bed."""
+    tried: set[UUID] = set()
+    for _ in range(HOLD_ROUNDS):
+        free = await bookings.free_beds(
+            tx.conn,
+            command.site_id,
+            command.start,
+            command.end,
+            command.needs.dependants,
+            command.needs.wheelchair,
+            tx.at,
+        )
+        candidates = [
+            bed
+            for bed in best_fit((Bed(**dict(r)) for r in free), command.needs)
+            if bed.id not in tried
+        ]
+        if not candidates:
+            break
+        for bed in candidates:
+            tried.add(bed.id)
+            insert = partial(
+                bookings.insert_hold,
+                tx.conn,
+                booking_id,
+                command.site_id,
+                bed.id,
+                command.start,
+                command.end,
+                tx.at + policy.hold_ttl,
+                tx.at,
+            )
+            try:
+                await claim_bed(tx, bed.id, command.start, command.end, insert)
+            except ClaimRefused:
+                # Taken by a racing hold, or out of service since it was found free.
+                continue
+            return bed.id
+    raise no_capacity("no bed at this site meets the needs for the whole window")
+
+
+async def _check_hold_caps(tx: Tx, policy: Policy) -> None:
+    """Refuse a hold beyond the key's or the force's cap on live holds. The force's lock is
+    held to the end of the transaction, so concurrent holds of one force (any replica) count
+    one after the other and never overshoot."""
+    who = tx.caller
+    assert who.force_code is not None
+    await bookings.lock_hold_caps(tx.conn, who.force_code)
+    live = await bookings.live_holds(tx.conn, who.force_code, who.key_id, tx.at)
+    if live["by_key"] >= policy.hold_cap_per_key:
+        raise HoldCapReached(
+            "holds_per_key", policy.hold_cap_per_key, live["key_next_lapse"], tx.at
+        )
+    if live["by_force"] >= policy.hold_cap_per_force:
+        raise HoldCapReached(
+            "holds_per_force", policy.hold_cap_per_force, live["force_next_lapse"], tx.at
+        )
+
+
+# --- the lifecycle --------------------------------------------------------------------------
+
+
+async def act(
+    tx: Tx, booking_id: UUID, action: str, command: Step, *, policy: Policy
+) -> dict[str, Any]:
+    """Take one lifecycle action; returns the booking shown as it is left.
+
+    The booking's row is locked first, so two actions on one booking queue rather than both
+    acting on the state they read.
+    """
+    who = tx.caller
+    step = lifecycle.ACTIONS[action]
+    lifecycle.require_allowed(step, who.role)
+    if step.reason_required and not command.reason:
+        raise ValidationProblem(
+            f"a reason is required to {step.name} a booking",
+            errors=[{"field": "reason", "message": "required for this action"}],
+        )
+    row = await bookings.lock_for_action(tx.conn, booking_id, tx.at)
+    if row is None or not in_scope(who, row["force_code"], row["provider_id"]):
+        raise NotFound("booking not found")
+    lifecycle.require_state(step, row["status"])
+    lifecycle.require_timing(step, row["start"], tx.at, policy.no_show_grace)
+    new_status = lifecycle.target_status(step, row["status"], row["booking_mode"])
+
+    reason = command.reason
+    widened = False
+    if step.name == AuditAction.EXTEND:
+        assert command.end is not None
+        await _extend(tx, row, command.end)
+        reason = reason or f"extended to {command.end.isoformat()}"
+        widened, changed = True, ["end"]
+    elif new_status == BookingStatus.PENDING:
+        respond_by = tx.at + policy.provider_response
+        await bookings.set_status(tx.conn, booking_id, new_status, tx.at, respond_by)
+        changed = ["status", "respond_by"]
+    else:
+        changed = ["status"]
+        if step.name == AuditAction.CHECK_IN and tx.at < row["start"]:
+            # An early arrival moves the stay's start to now, if the bed is free from now on.
+            await _widen(tx, row, tx.at, row["end"], doing="start the stay now")
+            reason = reason or f"arrived early; the stay starts at {tx.at.isoformat()}"
+            widened = True
+            changed.append("start")
+        await bookings.set_status(tx.conn, booking_id, new_status, tx.at)
+        if step.name == AuditAction.CHECK_IN:
+            await bookings.mark_checked_in(tx.conn, booking_id, tx.at)
+            changed.append("checked_in_at")
+        elif step.name == AuditAction.CHECK_OUT:
+            await bookings.mark_checked_out(tx.conn, booking_id, tx.at)
+            changed.append("checked_out_at")
+
+    await tx.history(booking_id, step.name, new_status, reason=reason)
+    await tx.event(lifecycle.event_type(step.name, new_status), booking_id=booking_id)
+    cause = lifecycle.availability_cause(step.name, new_status, period_changed=widened)
+    if cause is not None:
+        await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=row["site_id"], cause=cause)
+    await tx.audit(step.name, ObjectType.BOOKING, booking_id, changed)
+    return await show(tx, booking_id)
+
+
+async def _extend(tx: Tx, row: asyncpg.Record, new_end: datetime) -> None:
+    check_end(new_end, tx.at)
+    if new_end <= row["end"]:
+        raise Conflict(
+            f"the stay already ends at {row['end'].isoformat()}; extend moves the end later",
+            slug="not-an-extension",
+        )
+    await _widen(tx, row, row["start"], new_end, doing="make the stay longer")
+
+
+async def _widen(
+    tx: Tx, row: asyncpg.Record, start: datetime, end: datetime, *, doing: str
+) -> None:
+    """Widen a booking's claim on its bed to [start, end) (a later end, an earlier start).
+
+    Like a new hold: within the site's longest stay, on a bed still in service, and free for
+    the added time, which the exclusion constraint decides.
+    """
+    if end - start > timedelta(hours=row["max_stay_hours"]):
+        raise Conflict(
+            f"the site's longest stay is {row['max_stay_hours']} hours; cannot {doing}",
+            slug="stay-too-long",
+        )
+    added_from, added_to = (start, row["start"]) if start < row["start"] else (row["end"], end)
+    move = partial(bookings.set_period, tx.conn, row["id"], start, end, tx.at)
+    try:
+        await claim_bed(tx, row["bed_id"], added_from, added_to, move)
+    except ClaimRefused as refused:
+        if refused.out_of_service:
+            raise Conflict(
+                f"the bed has been taken out of service; cannot {doing}",
+                slug="bed-unavailable",
+            ) from None
+        claim = refused.claim
+        named = claim is not None and may_see_claim(
+            tx.caller, claim["kind"], claim["force_code"], claim["provider_id"]
+        )
+        raise claims.overlap(
+            claim,
+            slug="bed-unavailable",
+            detail=f"the bed is not free to {doing}",
+            named=named,
+        ) from None
