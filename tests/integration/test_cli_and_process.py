@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import time
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
@@ -112,7 +113,16 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
         _, secret = await issue_key(
             setup, name="p", role="provider", force_code=None, provider_id=provider["id"]
         )
-        site = await sites.create(setup, provider["id"], SiteIn.model_validate(site_body()))
+        site_values = SiteIn.model_validate(site_body()).model_dump()
+        location = site_values.pop("location")
+        site = await sites.create(
+            setup,
+            provider["id"],
+            lat=location["lat"],
+            lon=location["lon"],
+            at=datetime.now(UTC),
+            **site_values,
+        )
         await setup.close()
 
         locker = await asyncpg.connect(fresh_database)
