@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-
-class Row(Protocol):
-    """A row as read: its values by column name."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
+from service.domain.claims import Row
 
 SEARCH_SITE_FIELDS = frozenset(
     {
