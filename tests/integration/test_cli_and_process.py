@@ -13,7 +13,6 @@ import asyncpg
 
 from service.auth import issue_key
 from service.migrate import load_migrations
-from service.models import SiteIn
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
 from tests.support.world import site_body
@@ -113,15 +112,10 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
         _, secret = await issue_key(
             setup, name="p", role="provider", force_code=None, provider_id=provider["id"]
         )
-        site_values = SiteIn.model_validate(site_body()).model_dump()
-        location = site_values.pop("location")
+        body = site_body()
+        location = body.pop("location")
         site = await sites.create(
-            setup,
-            provider["id"],
-            lat=location["lat"],
-            lon=location["lon"],
-            at=datetime.now(UTC),
-            **site_values,
+            setup, provider["id"], **body, **location, status="active", at=datetime.now(UTC)
         )
         await setup.close()
 
