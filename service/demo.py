@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 
 from service.auth import display_prefix, hash_key
+from service.clock import SystemClock
 from service.db import Connection
 from service.migrate import LOCK_CLASS
-from service.models import BedIn, Gender, Location, SiteIn
 from service.queries import api_keys, beds, reference, sites
+from service.usecases import tx
+from service.vocab import AuditAction, BookingMode, Gender, ObjectType, RoomType, SiteStatus
 
 log = structlog.get_logger(__name__)
 
@@ -171,12 +175,12 @@ LANGUAGES = [
     "fr",
 ]
 GENDER_MIXES: list[list[Gender]] = [
-    ["female"],
-    ["female"],
-    ["female", "non_binary"],
-    ["male"],
-    ["male", "non_binary"],
-    ["female", "male", "non_binary"],
+    [Gender.FEMALE],
+    [Gender.FEMALE],
+    [Gender.FEMALE, Gender.NON_BINARY],
+    [Gender.MALE],
+    [Gender.MALE, Gender.NON_BINARY],
+    [Gender.FEMALE, Gender.MALE, Gender.NON_BINARY],
 ]
 
 
@@ -194,8 +198,24 @@ DEMO_KEYS = [
 ]
 
 
-def demo_sites(rng: random.Random) -> list[tuple[str, SiteIn, list[BedIn]]]:
-    """Every demo site with its beds, by provider name; the same on every run (seeded rng).
+Values = dict[str, Any]
+
+
+def _bed(label: str, room_type: RoomType, **given: Any) -> Values:
+    """A bed's columns: what the API takes by default unless given."""
+    return {
+        "label": label,
+        "room_type": room_type,
+        "wheelchair_accessible": False,
+        "max_dependants": 0,
+        "in_service": True,
+        **given,
+    }
+
+
+def demo_sites(rng: random.Random) -> list[tuple[str, Values, list[Values]]]:
+    """Every demo site's columns with its beds', by provider name; the same on every run
+    (seeded rng: the draws below happen in a fixed order, so keep it).
 
     The two nearest central London are fixed: women's sites, instant booking, so the README's
     walk-through behaves the same for everyone.
@@ -206,43 +226,41 @@ def demo_sites(rng: random.Random) -> list[tuple[str, SiteIn, list[BedIn]]]:
         fixed = index < 2
         welsh = provider == "Cymru Safe Homes"
         languages = ["en", *(["cy"] if welsh else []), *rng.sample(LANGUAGES, rng.randint(0, 3))]
-        site = SiteIn(
-            name=f"{provider.split()[0]} House {town}",
-            address=f"{rng.randint(2, 180)} {rng.choice(STREETS)}, {town}",
-            area=area,
-            location=Location(lat=lat, lon=lon),
-            genders_accepted=["female"] if fixed else rng.choice(GENDER_MIXES),
-            languages=["en", "ro", "sq"] if fixed else languages,
-            interpreter_on_call=True if fixed else rng.random() < 0.5,
-            booking_mode="instant" if fixed or rng.random() < 0.75 else "request",
-            max_stay_hours=72 if fixed else rng.choice([48, 72, 72, 72, 96]),
-            status="active",
-            phone=f"+44 1632 960{index:03d}",
-        )
-        bed_list = [
-            BedIn(label=f"Room {n + 1}", room_type="single") for n in range(rng.randint(2, 5))
-        ]
+        site: Values = {
+            "name": f"{provider.split()[0]} House {town}",
+            "address": f"{rng.randint(2, 180)} {rng.choice(STREETS)}, {town}",
+            "area": area,
+            "lat": lat,
+            "lon": lon,
+            "genders_accepted": [Gender.FEMALE] if fixed else rng.choice(GENDER_MIXES),
+            "languages": ["en", "ro", "sq"] if fixed else languages,
+            "interpreter_on_call": True if fixed else rng.random() < 0.5,
+            "booking_mode": BookingMode.INSTANT
+            if fixed or rng.random() < 0.75
+            else BookingMode.REQUEST,
+            "max_stay_hours": 72 if fixed else rng.choice([48, 72, 72, 72, 96]),
+            "status": SiteStatus.ACTIVE,
+            "phone": f"+44 1632 960{index:03d}",
+        }
+        bed_list = [_bed(f"Room {n + 1}", RoomType.SINGLE) for n in range(rng.randint(2, 5))]
         if rng.random() < 0.3:
-            bed_list.append(BedIn(label="Shared room A", room_type="shared"))
+            bed_list.append(_bed("Shared room A", RoomType.SHARED))
         if fixed or rng.random() < 0.45:
-            bed_list.append(
-                BedIn(label="Family room", room_type="family", max_dependants=rng.randint(2, 4))
-            )
+            bed_list.append(_bed("Family room", RoomType.FAMILY, max_dependants=rng.randint(2, 4)))
         if fixed or rng.random() < 0.4:
-            bed_list.append(
-                BedIn(label="Accessible room", room_type="single", wheelchair_accessible=True)
-            )
+            bed_list.append(_bed("Accessible room", RoomType.SINGLE, wheelchair_accessible=True))
         result.append((provider, site, bed_list))
     return result
 
 
-async def seed_demo(conn: Connection) -> bool:
+async def seed_demo(conn: Connection, at: datetime | None = None) -> bool:
     """Load the demo data set unless it is there already; returns whether it seeded.
 
     One transaction under an advisory lock: replicas starting together seed once, and a failed
-    seed leaves nothing half-made.
+    seed leaves nothing half-made. The sites and beds it makes are audited as made by "cli";
+    they announce no availability change (nothing can have searched a database being seeded).
     """
-    async with conn.transaction():
+    async with tx.writing(conn, at=at or SystemClock().now(), who=None, on_behalf="cli") as unit:
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *SEED_LOCK)
         if await api_keys.exists(conn, hash_key(DEMO_ADMIN_KEY)):
             return False
@@ -252,11 +270,19 @@ async def seed_demo(conn: Connection) -> bool:
         for name in PROVIDERS:
             found = await reference.find_provider_by_name(conn, name)
             provider_ids[name] = (found or await reference.create_provider(conn, name))["id"]
+        made: dict[ObjectType, list[tuple[Any, list[str]]]] = {
+            ObjectType.SITE: [],
+            ObjectType.BED: [],
+        }
         # A fixed seed, so every demo database is the same (not for anything secret).
         for provider, site, bed_list in demo_sites(random.Random(2026)):  # noqa: S311
-            row = await sites.create(conn, provider_ids[provider], site)
+            row = await sites.create(conn, provider_ids[provider], at=unit.at, **site)
+            made[ObjectType.SITE].append((row["id"], _api_fields(site)))
             for bed in bed_list:
-                await beds.create(conn, row["id"], bed)
+                bed_row = await beds.create(conn, row["id"], at=unit.at, **bed)
+                made[ObjectType.BED].append((bed_row["id"], sorted(bed)))
+        for object_type, objects in made.items():
+            await unit.audit_many(AuditAction.CREATE, object_type, objects)
         for key in DEMO_KEYS:
             await api_keys.create_if_absent(
                 conn,
@@ -269,6 +295,11 @@ async def seed_demo(conn: Connection) -> bool:
             )
     log.info("demo data seeded", forces=len(FORCES), providers=len(PROVIDERS), sites=len(TOWNS))
     return True
+
+
+def _api_fields(site: Values) -> list[str]:
+    """A site's columns as the API names its fields: lat and lon are its location."""
+    return sorted({"location" if name in {"lat", "lon"} else name for name in site})
 
 
 async def live_demo_keys(conn: Connection) -> list[DemoKey]:

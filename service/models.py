@@ -267,7 +267,7 @@ class SiteIn(Body):
     interpreter_on_call: bool = False
     booking_mode: BookingMode
     max_stay_hours: Integer = Field(default=72, ge=1, le=720)
-    status: SiteStatus = "active"
+    status: SiteStatus = SiteStatus.ACTIVE
     phone: Phone
 
     @model_validator(mode="after")

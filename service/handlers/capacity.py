@@ -1,29 +1,21 @@
-"""Providers' capacity: sites, beds, blocks and the per-bed occupancy timeline."""
+"""Providers' capacity over HTTP: sites, beds, blocks and the per-bed occupancy timeline."""
 
 from __future__ import annotations
 
-from uuid import UUID
+from functools import partial
 
-import asyncpg
 from aiohttp import web
 
 from service import paging
-from service.db import Connection
-from service.domain import claims
-from service.domain.access import Principal, check_provider_scope, require_role
-from service.domain.bookings import lock_bed_for_claim
-from service.errors import Conflict, NotFound, PreconditionFailed
 from service.handlers.common import (
-    connection,
     etag,
     if_match_allows,
     json_response,
-    now,
     path_id,
-    principal,
     read_body,
     read_query,
-    transaction,
+    reading,
+    writing,
 )
 from service.models import (
     BedIn,
@@ -32,10 +24,7 @@ from service.models import (
     BlockIn,
     BlockListQuery,
     BlockOut,
-    LocationOut,
     Occupancy,
-    OccupancyBed,
-    OccupancyEntry,
     Page,
     PageQuery,
     SiteIn,
@@ -43,214 +32,103 @@ from service.models import (
     SitePatch,
     WindowQuery,
 )
-from service.queries import allocations, beds, sites
-
-# --- presenters -----------------------------------------------------------------------------
-
-
-def site_out(row: asyncpg.Record) -> SiteOut:
-    return SiteOut(
-        id=row["id"],
-        provider_id=row["provider_id"],
-        name=row["name"],
-        address=row["address"],
-        area=row["area"],
-        location=LocationOut(lat=row["lat"], lon=row["lon"]),
-        genders_accepted=row["genders_accepted"],
-        languages=row["languages"],
-        interpreter_on_call=row["interpreter_on_call"],
-        booking_mode=row["booking_mode"],
-        max_stay_hours=row["max_stay_hours"],
-        status=row["status"],
-        phone=row["phone"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def bed_out(row: asyncpg.Record) -> BedOut:
-    return BedOut(
-        id=row["id"],
-        site_id=row["site_id"],
-        label=row["label"],
-        room_type=row["room_type"],
-        wheelchair_accessible=row["wheelchair_accessible"],
-        max_dependants=row["max_dependants"],
-        in_service=row["in_service"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def block_out(row: asyncpg.Record) -> BlockOut:
-    return BlockOut(
-        id=row["id"],
-        bed_id=row["bed_id"],
-        start=row["start"],
-        end=row["end"],
-        reason=row["reason"],
-        created_at=row["created_at"],
-    )
-
-
-# --- scope ------------------------------------------------------------------------------------
-
-
-async def _own_site(conn: Connection, who: Principal, site_id: UUID) -> None:
-    """404 unless the site exists and is in the caller's scope (admins see every site)."""
-    provider_id = await sites.provider_of(conn, site_id)
-    if provider_id is None:
-        raise NotFound("site not found")
-    check_provider_scope(who, provider_id, "site")
-
-
-def _readers(request: web.Request) -> Principal:
-    who = principal(request)
-    require_role(who, "provider", "admin")
-    return who
-
-
-def _writer(request: web.Request) -> Principal:
-    who = principal(request)
-    require_role(who, "provider")
-    return who
-
-
-def _check_version(request: web.Request, current: int) -> None:
-    if not if_match_allows(request, current):
-        raise PreconditionFailed(
-            f"If-Match does not name the current version, {current}; "
-            "read it again and reapply your change",
-            extra={"current_version": current},
-        )
-
+from service.usecases import capacity
 
 # --- sites ------------------------------------------------------------------------------------
 
 
 async def list_sites(request: web.Request) -> web.Response:
-    who = _readers(request)
     query = read_query(request, PageQuery)
-    async with connection(request) as conn:
-        rows = await sites.list_page(
-            conn, who.provider_id, paging.decode_position(query.cursor), query.limit + 1
+    async with reading(request) as tx:
+        page = await capacity.list_sites(
+            tx, after=paging.decode_position(query.cursor), limit=query.limit
         )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(Page[SiteOut](items=[site_out(r) for r in items], next_cursor=cursor))
+    return json_response(
+        Page[SiteOut](
+            items=[SiteOut.model_validate(dict(r)) for r in page.items],
+            next_cursor=page.next_cursor,
+        )
+    )
 
 
 async def create_site(request: web.Request) -> web.Response:
-    who = _writer(request)
     body = await read_body(request, SiteIn)
-    assert who.provider_id is not None
-    async with transaction(request) as conn:
-        row = await sites.create(conn, who.provider_id, body)
+    async with writing(request) as tx:
+        row = await capacity.create_site(tx, body.model_dump())
     return json_response(
-        site_out(row),
+        SiteOut.model_validate(dict(row)),
         status=201,
         headers={"Location": f"/v1/sites/{row['id']}", "ETag": etag(row["version"])},
     )
 
 
 async def get_site(request: web.Request) -> web.Response:
-    who = _readers(request)
     site_id = path_id(request, "site_id", "site")
-    async with connection(request) as conn:
-        row = await sites.get(conn, site_id)
-    if row is None:
-        raise NotFound("site not found")
-    check_provider_scope(who, row["provider_id"], "site")
-    return json_response(site_out(row), headers={"ETag": etag(row["version"])})
+    async with reading(request) as tx:
+        row = await capacity.get_site(tx, site_id)
+    return json_response(SiteOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
 
 
 async def patch_site(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, SitePatch)
-    async with transaction(request) as conn:
-        current = await sites.lock(conn, site_id)
-        if current is None:
-            raise NotFound("site not found")
-        check_provider_scope(who, current["provider_id"], "site")
-        _check_version(request, current["version"])
-        row = await sites.update(conn, site_id, body)
-    return json_response(site_out(row), headers={"ETag": etag(row["version"])})
+    async with writing(request) as tx:
+        row = await capacity.patch_site(
+            tx, site_id, body.model_dump(exclude_unset=True), partial(if_match_allows, request)
+        )
+    return json_response(SiteOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
 
 
 # --- beds -------------------------------------------------------------------------------------
 
 
 async def list_beds(request: web.Request) -> web.Response:
-    who = _readers(request)
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, PageQuery)
-    async with connection(request) as conn:
-        await _own_site(conn, who, site_id)
-        rows = await beds.list_page(
-            conn, site_id, paging.decode_position(query.cursor), query.limit + 1
+    async with reading(request) as tx:
+        page = await capacity.list_beds(
+            tx, site_id, after=paging.decode_position(query.cursor), limit=query.limit
         )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(Page[BedOut](items=[bed_out(r) for r in items], next_cursor=cursor))
-
-
-def _label_taken(label: str) -> Conflict:
-    return Conflict(f"this site already has a bed labelled {label!r}", slug="already-exists")
+    return json_response(
+        Page[BedOut](
+            items=[BedOut.model_validate(dict(r)) for r in page.items],
+            next_cursor=page.next_cursor,
+        )
+    )
 
 
 async def create_bed(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BedIn)
-    try:
-        async with transaction(request) as conn:
-            await _own_site(conn, who, site_id)
-            row = await beds.create(conn, site_id, body)
-    except asyncpg.UniqueViolationError:
-        raise _label_taken(body.label) from None
+    async with writing(request) as tx:
+        row = await capacity.create_bed(tx, site_id, body.model_dump())
     return json_response(
-        bed_out(row),
+        BedOut.model_validate(dict(row)),
         status=201,
         headers={"Location": f"/v1/sites/{site_id}/beds/{row['id']}", "ETag": etag(row["version"])},
     )
 
 
 async def patch_bed(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     bed_id = path_id(request, "bed_id", "bed")
     body = await read_body(request, BedPatch)
-    try:
-        async with transaction(request) as conn:
-            await _own_site(conn, who, site_id)
-            current = await beds.lock(conn, site_id, bed_id)
-            if current is None:
-                raise NotFound("bed not found")
-            _check_version(request, current["version"])
-            row = await beds.update(conn, bed_id, body)
-    except asyncpg.UniqueViolationError:
-        raise _label_taken(body.label or "") from None
-    return json_response(bed_out(row), headers={"ETag": etag(row["version"])})
+    async with writing(request) as tx:
+        row = await capacity.patch_bed(
+            tx,
+            site_id,
+            bed_id,
+            body.model_dump(exclude_unset=True),
+            partial(if_match_allows, request),
+        )
+    return json_response(BedOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
 
 
 async def delete_bed(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     bed_id = path_id(request, "bed_id", "bed")
-    at = now(request)
-    async with transaction(request) as conn:
-        await _own_site(conn, who, site_id)
-        current = await beds.lock(conn, site_id, bed_id)
-        if current is None:
-            raise NotFound("bed not found")
-        _check_version(request, current["version"])
-        claim = await allocations.find_future_claim(conn, bed_id, at)
-        if claim is not None:
-            raise claims.overlap(
-                claim, slug="bed-in-use", detail="the bed is still claimed; end that claim first"
-            )
-        await beds.retire(conn, bed_id, at)
+    async with writing(request) as tx:
+        await capacity.delete_bed(tx, site_id, bed_id, partial(if_match_allows, request))
     return web.Response(status=204)
 
 
@@ -258,62 +136,43 @@ async def delete_bed(request: web.Request) -> web.Response:
 
 
 async def list_blocks(request: web.Request) -> web.Response:
-    who = _readers(request)
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, BlockListQuery)
-    async with connection(request) as conn:
-        await _own_site(conn, who, site_id)
-        rows = await allocations.list_blocks(
-            conn,
+    async with reading(request) as tx:
+        page = await capacity.list_blocks(
+            tx,
             site_id,
             bed_id=query.bed_id,
             start=query.start,
             end=query.end,
             after=paging.decode_position(query.cursor),
-            limit=query.limit + 1,
+            limit=query.limit,
         )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(Page[BlockOut](items=[block_out(r) for r in items], next_cursor=cursor))
+    return json_response(
+        Page[BlockOut](
+            items=[BlockOut.model_validate(dict(r)) for r in page.items],
+            next_cursor=page.next_cursor,
+        )
+    )
 
 
 async def create_block(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BlockIn)
-    at = now(request)
-    async with transaction(request) as conn:
-        await _own_site(conn, who, site_id)
-        if await beds.get(conn, site_id, body.bed_id) is None:
-            raise NotFound("bed not found at this site")
-        try:
-            # A savepoint, so the transaction survives the exclusion violation long enough to
-            # look up and name what is in the way.
-            async with conn.transaction():
-                await lock_bed_for_claim(conn, body.bed_id, at)
-                row = await allocations.insert_block(
-                    conn, site_id, body.bed_id, body.start, body.end, body.reason
-                )
-        except asyncpg.ExclusionViolationError:
-            claim = await allocations.find_conflict(conn, body.bed_id, body.start, body.end, at)
-            raise claims.overlap(
-                claim, slug="overlap", detail="the bed is already claimed in that period"
-            ) from None
+    async with writing(request) as tx:
+        row = await capacity.create_block(tx, site_id, capacity.NewBlock(**body.model_dump()))
     return json_response(
-        block_out(row),
+        BlockOut.model_validate(dict(row)),
         status=201,
         headers={"Location": f"/v1/sites/{site_id}/blocks/{row['id']}"},
     )
 
 
 async def delete_block(request: web.Request) -> web.Response:
-    who = _writer(request)
     site_id = path_id(request, "site_id", "site")
     block_id = path_id(request, "block_id", "block")
-    async with transaction(request) as conn:
-        await _own_site(conn, who, site_id)
-        row = await allocations.delete_block(conn, site_id, block_id)
-    if row is None:
-        raise NotFound("block not found")
+    async with writing(request) as tx:
+        await capacity.delete_block(tx, site_id, block_id)
     return web.Response(status=204)
 
 
@@ -321,36 +180,8 @@ async def delete_block(request: web.Request) -> web.Response:
 
 
 async def occupancy(request: web.Request) -> web.Response:
-    who = _readers(request)
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, WindowQuery)
-    async with connection(request) as conn:
-        await _own_site(conn, who, site_id)
-        rows = await allocations.occupancy(conn, site_id, query.start, query.end, now(request))
-    timeline: dict[UUID, OccupancyBed] = {}
-    for row in rows:
-        bed = timeline.get(row["bed_id"])
-        if bed is None:
-            bed = timeline[row["bed_id"]] = OccupancyBed(
-                bed_id=row["bed_id"],
-                label=row["label"],
-                room_type=row["room_type"],
-                wheelchair_accessible=row["wheelchair_accessible"],
-                max_dependants=row["max_dependants"],
-                in_service=row["in_service"],
-                allocations=[],
-            )
-        if row["id"] is not None:
-            bed.allocations.append(
-                OccupancyEntry(
-                    kind=row["kind"],
-                    id=row["id"],
-                    status=row["status"],
-                    start=row["start"],
-                    end=row["end"],
-                    reason=row["reason"],
-                )
-            )
-    return json_response(
-        Occupancy(site_id=site_id, start=query.start, end=query.end, beds=list(timeline.values()))
-    )
+    async with reading(request) as tx:
+        timeline = await capacity.occupancy(tx, site_id, query.start, query.end)
+    return json_response(Occupancy.model_validate(timeline))

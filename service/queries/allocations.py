@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
 from service.paging import Position
+from service.queries.ids import new_id
+from service.vocab import BLOCKED, AllocationKind
 
 INSERT_BLOCK = """
-INSERT INTO allocation (id, site_id, bed_id, kind, status, period, reason)
-VALUES ($1, $2, $3, 'block', 'blocked', tstzrange($4, $5, '[)'), $6)
+INSERT INTO allocation (id, site_id, bed_id, kind, status, period, reason, created_at, updated_at)
+VALUES ($1, $2, $3, $7, $8, tstzrange($4, $5, '[)'), $6, $9, $9)
 RETURNING id, bed_id, lower(period) AS start, upper(period) AS "end", reason, created_at
 """
 
@@ -43,7 +45,7 @@ LIMIT 1
 LIST_BLOCKS = """
 SELECT id, bed_id, lower(period) AS start, upper(period) AS "end", reason, created_at
 FROM allocation
-WHERE site_id = $1 AND kind = 'block'
+WHERE site_id = $1 AND kind = $8
   AND ($2::uuid IS NULL OR bed_id = $2)
   AND ($3::timestamptz IS NULL OR upper(period) > $3)
   AND ($4::timestamptz IS NULL OR lower(period) < $4)
@@ -54,7 +56,7 @@ LIMIT $7
 
 DELETE_BLOCK = """
 DELETE FROM allocation
-WHERE id = $1 AND site_id = $2 AND kind = 'block'
+WHERE id = $1 AND site_id = $2 AND kind = $3
 RETURNING id, bed_id
 """
 
@@ -81,12 +83,24 @@ WITH claim AS (
     WHERE bk.site_id = $1 AND bk.checked_out_at > $2
       AND a.status = 'departed' AND upper(a.period) <= $2 AND bk.checked_out_at > upper(a.period)
 )
+-- One row per bed, its claims as the API shows them (timestamps in the session's UTC).
 SELECT b.id AS bed_id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants,
-       b.in_service, c.id, c.kind, c.status, c.start, c."end", c.reason
+       b.in_service,
+       coalesce(
+           json_agg(
+               json_build_object(
+                   'kind', c.kind, 'id', c.id, 'status', c.status, 'start', c.start,
+                   'end', c."end", 'reason', c.reason
+               )
+               ORDER BY c.start
+           ) FILTER (WHERE c.id IS NOT NULL),
+           '[]'
+       ) AS allocations
 FROM bed b
 LEFT JOIN claim c ON c.bed_id = b.id AND c.start < $3 AND c."end" > $2
 WHERE b.site_id = $1 AND b.removed_at IS NULL
-ORDER BY b.created_at, b.id, c.start
+GROUP BY b.id
+ORDER BY b.created_at, b.id
 """
 
 
@@ -97,8 +111,20 @@ async def insert_block(
     start: datetime,
     end: datetime,
     reason: str,
+    at: datetime,
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(INSERT_BLOCK, uuid4(), site_id, bed_id, start, end, reason)
+    row = await conn.fetchrow(
+        INSERT_BLOCK,
+        new_id(),
+        site_id,
+        bed_id,
+        start,
+        end,
+        reason,
+        AllocationKind.BLOCK,
+        BLOCKED,
+        at,
+    )
     assert row is not None
     return row
 
@@ -124,11 +150,13 @@ async def list_blocks(
     limit: int,
 ) -> list[asyncpg.Record]:
     created_at, block_id = after if after is not None else (None, None)
-    return await conn.fetch(LIST_BLOCKS, site_id, bed_id, start, end, created_at, block_id, limit)
+    return await conn.fetch(
+        LIST_BLOCKS, site_id, bed_id, start, end, created_at, block_id, limit, AllocationKind.BLOCK
+    )
 
 
 async def delete_block(conn: Connection, site_id: UUID, block_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(DELETE_BLOCK, block_id, site_id)
+    return await conn.fetchrow(DELETE_BLOCK, block_id, site_id, AllocationKind.BLOCK)
 
 
 async def occupancy(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
-from service.models import BedIn, BedPatch
 from service.paging import Position
+from service.queries.ids import new_id
 
 INSERT = """
-INSERT INTO bed (id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO bed (
+    id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+    created_at, updated_at
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
 RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
           version, created_at, updated_at
 """
@@ -34,10 +37,12 @@ ORDER BY created_at, id
 LIMIT $4
 """
 
-# Row lock: a bed being changed or retired is not being booked at the same moment
-# (a booking takes FOR SHARE on the bed it claims).
+# Row lock: a bed being changed or retired is not being booked at the same moment (a claim
+# takes FOR NO KEY UPDATE on the bed it claims), and the what-changed check sees this very row.
 LOCK = """
-SELECT id, version FROM bed
+SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+       version, created_at, updated_at
+FROM bed
 WHERE id = $1 AND site_id = $2 AND removed_at IS NULL
 FOR UPDATE
 """
@@ -50,7 +55,7 @@ UPDATE bed SET
     max_dependants = coalesce($5, max_dependants),
     in_service = coalesce($6, in_service),
     version = version + 1,
-    updated_at = now()
+    updated_at = $7
 WHERE id = $1
 RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
           version, created_at, updated_at
@@ -65,19 +70,30 @@ LOCK_FOR_CLAIM = """
 SELECT in_service AND removed_at IS NULL FROM bed WHERE id = $1 FOR NO KEY UPDATE
 """
 
-RETIRE = "UPDATE bed SET removed_at = $2, version = version + 1, updated_at = now() WHERE id = $1"
+RETIRE = "UPDATE bed SET removed_at = $2, version = version + 1, updated_at = $2 WHERE id = $1"
 
 
-async def create(conn: Connection, site_id: UUID, bed: BedIn) -> asyncpg.Record:
+async def create(
+    conn: Connection,
+    site_id: UUID,
+    *,
+    label: str,
+    room_type: str,
+    wheelchair_accessible: bool,
+    max_dependants: int,
+    in_service: bool,
+    at: datetime,
+) -> asyncpg.Record:
     row = await conn.fetchrow(
         INSERT,
-        uuid4(),
+        new_id(),
         site_id,
-        bed.label,
-        bed.room_type,
-        bed.wheelchair_accessible,
-        bed.max_dependants,
-        bed.in_service,
+        label,
+        room_type,
+        wheelchair_accessible,
+        max_dependants,
+        in_service,
+        at,
     )
     assert row is not None
     return row
@@ -98,15 +114,27 @@ async def lock(conn: Connection, site_id: UUID, bed_id: UUID) -> asyncpg.Record 
     return await conn.fetchrow(LOCK, bed_id, site_id)
 
 
-async def update(conn: Connection, bed_id: UUID, patch: BedPatch) -> asyncpg.Record:
+async def update(
+    conn: Connection,
+    bed_id: UUID,
+    *,
+    at: datetime,
+    label: str | None = None,
+    room_type: str | None = None,
+    wheelchair_accessible: bool | None = None,
+    max_dependants: int | None = None,
+    in_service: bool | None = None,
+) -> asyncpg.Record:
+    """Sets the columns given (None keeps a column as it is), bumps the version."""
     row = await conn.fetchrow(
         UPDATE,
         bed_id,
-        patch.label,
-        patch.room_type,
-        patch.wheelchair_accessible,
-        patch.max_dependants,
-        patch.in_service,
+        label,
+        room_type,
+        wheelchair_accessible,
+        max_dependants,
+        in_service,
+        at,
     )
     assert row is not None
     return row

@@ -1,28 +1,32 @@
-"""Sites: a provider's properties, with their confidential address and location."""
+"""Sites: a provider's properties, with their confidential address and location. Rows come
+back named as the API names them (the location one object), ready to validate."""
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from datetime import datetime
+from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
-from service.models import SiteIn, SitePatch
 from service.paging import Position
+from service.queries.ids import new_id
 
 INSERT = """
 INSERT INTO site (
     id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
-    interpreter_on_call, booking_mode, max_stay_hours, status, phone
+    interpreter_on_call, booking_mode, max_stay_hours, status, phone, created_at, updated_at
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-RETURNING id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+RETURNING id, provider_id, name, address, area,
+          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
           created_at, updated_at
 """
 
 GET = """
-SELECT id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+SELECT id, provider_id, name, address, area,
+       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
        created_at, updated_at
 FROM site WHERE id = $1
@@ -30,7 +34,8 @@ FROM site WHERE id = $1
 
 # A provider sees its own sites; an admin ($1 NULL) sees every site.
 LIST = """
-SELECT id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+SELECT id, provider_id, name, address, area,
+       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
        created_at, updated_at
 FROM site
@@ -42,9 +47,16 @@ LIMIT $4
 
 PROVIDER_OF = "SELECT provider_id FROM site WHERE id = $1"
 
-# Taken before a site is changed: concurrent PATCHes queue, and the scope and If-Match checks
-# see the very row that will be changed.
-LOCK = "SELECT id, provider_id, version, status FROM site WHERE id = $1 FOR UPDATE"
+# Taken before a site is changed: concurrent PATCHes queue, and the scope, If-Match and
+# what-changed checks see the very row that will be changed.
+LOCK = """
+SELECT id, provider_id, name, address, area,
+       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
+       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+       created_at, updated_at
+FROM site WHERE id = $1
+FOR UPDATE
+"""
 
 # Absent fields arrive as NULL and keep their value (no site column is nullable).
 UPDATE = """
@@ -62,31 +74,50 @@ UPDATE site SET
     status = coalesce($12, status),
     phone = coalesce($13, phone),
     version = version + 1,
-    updated_at = now()
+    updated_at = $14
 WHERE id = $1
-RETURNING id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
+RETURNING id, provider_id, name, address, area,
+          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
           created_at, updated_at
 """
 
 
-async def create(conn: Connection, provider_id: UUID, site: SiteIn) -> asyncpg.Record:
+async def create(
+    conn: Connection,
+    provider_id: UUID,
+    *,
+    name: str,
+    address: str,
+    area: str,
+    lat: float,
+    lon: float,
+    genders_accepted: list[str],
+    languages: list[str],
+    interpreter_on_call: bool,
+    booking_mode: str,
+    max_stay_hours: int,
+    status: str,
+    phone: str,
+    at: datetime,
+) -> asyncpg.Record:
     row = await conn.fetchrow(
         INSERT,
-        uuid4(),
+        new_id(),
         provider_id,
-        site.name,
-        site.address,
-        site.area,
-        site.location.lat,
-        site.location.lon,
-        list(site.genders_accepted),
-        site.languages,
-        site.interpreter_on_call,
-        site.booking_mode,
-        site.max_stay_hours,
-        site.status,
-        site.phone,
+        name,
+        address,
+        area,
+        lat,
+        lon,
+        genders_accepted,
+        languages,
+        interpreter_on_call,
+        booking_mode,
+        max_stay_hours,
+        status,
+        phone,
+        at,
     )
     assert row is not None
     return row
@@ -112,23 +143,41 @@ async def lock(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(LOCK, site_id)
 
 
-async def update(conn: Connection, site_id: UUID, patch: SitePatch) -> asyncpg.Record:
-    location = patch.location
+async def update(
+    conn: Connection,
+    site_id: UUID,
+    *,
+    at: datetime,
+    name: str | None = None,
+    address: str | None = None,
+    area: str | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    genders_accepted: list[str] | None = None,
+    languages: list[str] | None = None,
+    interpreter_on_call: bool | None = None,
+    booking_mode: str | None = None,
+    max_stay_hours: int | None = None,
+    status: str | None = None,
+    phone: str | None = None,
+) -> asyncpg.Record:
+    """Sets the columns given (None keeps a column as it is), bumps the version."""
     row = await conn.fetchrow(
         UPDATE,
         site_id,
-        patch.name,
-        patch.address,
-        patch.area,
-        None if location is None else location.lat,
-        None if location is None else location.lon,
-        None if patch.genders_accepted is None else list(patch.genders_accepted),
-        patch.languages,
-        patch.interpreter_on_call,
-        patch.booking_mode,
-        patch.max_stay_hours,
-        patch.status,
-        patch.phone,
+        name,
+        address,
+        area,
+        lat,
+        lon,
+        genders_accepted,
+        languages,
+        interpreter_on_call,
+        booking_mode,
+        max_stay_hours,
+        status,
+        phone,
+        at,
     )
     assert row is not None
     return row

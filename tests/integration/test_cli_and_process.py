@@ -6,13 +6,13 @@ import asyncio
 import signal
 import socket
 import time
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
 
 from service.auth import issue_key
 from service.migrate import load_migrations
-from service.models import SiteIn
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
 from tests.support.world import site_body
@@ -112,7 +112,11 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
         _, secret = await issue_key(
             setup, name="p", role="provider", force_code=None, provider_id=provider["id"]
         )
-        site = await sites.create(setup, provider["id"], SiteIn.model_validate(site_body()))
+        body = site_body()
+        location = body.pop("location")
+        site = await sites.create(
+            setup, provider["id"], **body, **location, status="active", at=datetime.now(UTC)
+        )
         await setup.close()
 
         locker = await asyncpg.connect(fresh_database)

@@ -23,7 +23,6 @@ import asyncpg
 from service.auth import issue_key
 from service.db import ensure_database, with_database
 from service.migrate import migrate
-from service.models import BedIn, SiteIn
 from service.queries import beds, reference, sites
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
@@ -49,12 +48,23 @@ async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
         force = unique("f")
         await reference.create_force(conn, force, f"Force {force}")
         provider = await reference.create_provider(conn, unique("Provider"))
-        site = await sites.create(conn, provider["id"], SiteIn.model_validate(site_body()))
+        body, at = site_body(), datetime.now(UTC)
+        location = body.pop("location")
+        site = await sites.create(conn, provider["id"], **body, **location, status="active", at=at)
         bed_ids = [
             str(
-                (await beds.create(conn, site["id"], BedIn(label=f"Room {i}", room_type="single")))[
-                    "id"
-                ]
+                (
+                    await beds.create(
+                        conn,
+                        site["id"],
+                        label=f"Room {i}",
+                        room_type="single",
+                        wheelchair_accessible=False,
+                        max_dependants=0,
+                        in_service=True,
+                        at=at,
+                    )
+                )["id"]
             )
             for i in range(beds_count)
         ]

@@ -1,0 +1,50 @@
+"""Which capacity changes a search can see: pure rules, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from service.domain.claims import Row
+
+SEARCH_SITE_FIELDS = frozenset(
+    {
+        "status",  # only active sites are offered
+        "genders_accepted",  # filtered on the person's gender
+        "booking_mode",  # shown: whether a hold is a booking or a request
+        "max_stay_hours",  # a window longer than this finds no bed there
+        "location",  # its cell: distance, `max_km` and the exclusion zone
+        "name",  # shown
+        "area",  # shown
+        "languages",  # ranked on (language fit) and shown
+        "interpreter_on_call",  # shown
+    }
+)
+
+SEARCH_BED_FIELDS = frozenset({"in_service", "max_dependants", "wheelchair_accessible"})
+
+
+def changed_fields(current: Row, given: Mapping[str, Any]) -> list[str]:
+    """The names of the given fields whose value differs from the current one, sorted.
+    Values compare as the API shows them (a location as {lat, lon}, enums as their text)."""
+    return sorted(name for name, value in given.items() if current[name] != value)
+
+
+def site_change_alters_search(changed: Iterable[str]) -> bool:
+    """Whether changing these site fields may change what an officer's search returns.
+
+    SEARCH_SITE_FIELDS is what a search filters on, ranks by or shows of a site (SPEC
+    section 5, the availability item), so a change to any of them is announced as a
+    site.availability_changed. The address and phone never appear in a search (only in a
+    booking, to its officer once confirmed): changing them alone announces nothing.
+    """
+    return not SEARCH_SITE_FIELDS.isdisjoint(changed)
+
+
+def bed_change_alters_search(changed: Iterable[str]) -> bool:
+    """Whether changing these bed fields may change a search's count of free beds.
+
+    A search counts the beds in service that take the dependants asked for and, when asked,
+    a wheelchair (SEARCH_BED_FIELDS). A bed's label or room type alone changes no count.
+    """
+    return not SEARCH_BED_FIELDS.isdisjoint(changed)

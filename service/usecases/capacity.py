@@ -1,0 +1,281 @@
+"""A provider's capacity: sites, beds, blocks and the per-bed occupancy timeline.
+
+Readers are providers (their own sites) and admins (every site); only providers change
+capacity. Another provider's site answers 404, so its existence is not revealed. Every change
+is audited, and each one a search could see is announced as a site.availability_changed, in
+the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from service import paging
+from service.domain import capacity, claims
+from service.domain.access import check_provider_scope, require_role
+from service.errors import Conflict, NotFound, PreconditionFailed
+from service.paging import Position
+from service.queries import allocations, beds, sites
+from service.usecases.claims import ClaimRefused, claim_bed
+from service.usecases.tx import Tx
+from service.vocab import AuditAction, AvailabilityCause, EventType, ObjectType, Role
+
+# Whether an If-Match precondition lets a change to the given current version go ahead.
+VersionCheck = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: the rows, and the cursor of the next page (None on the last)."""
+
+    items: list[asyncpg.Record]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class NewBlock:
+    bed_id: UUID
+    start: datetime
+    end: datetime
+    reason: str
+
+
+# --- rules shared by every operation ------------------------------------------------------
+
+
+def _reader(tx: Tx) -> None:
+    require_role(tx.caller, Role.PROVIDER, Role.ADMIN)
+
+
+def _writer(tx: Tx) -> None:
+    require_role(tx.caller, Role.PROVIDER)
+
+
+async def _own_site(tx: Tx, site_id: UUID) -> None:
+    """404 unless the site exists and is in the caller's scope (admins see every site)."""
+    provider_id = await sites.provider_of(tx.conn, site_id)
+    if provider_id is None:
+        raise NotFound("site not found")
+    check_provider_scope(tx.caller, provider_id, "site")
+
+
+def _check_version(version_ok: VersionCheck, current: int) -> None:
+    if not version_ok(current):
+        raise PreconditionFailed(
+            f"If-Match does not name the current version, {current}; "
+            "read it again and reapply your change",
+            extra={"current_version": current},
+        )
+
+
+def _page(rows: list[asyncpg.Record], limit: int) -> Page:
+    items, cursor = paging.split_page(rows, limit, paging.by_created)
+    return Page(items, cursor)
+
+
+async def _availability_changed(tx: Tx, site_id: UUID, cause: AvailabilityCause) -> None:
+    await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=site_id, cause=cause)
+
+
+def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A site's fields as the API names them, as its columns: the location is lat and lon."""
+    columns = dict(values)
+    location = columns.pop("location", None)
+    if location is not None:
+        columns["lat"], columns["lon"] = location["lat"], location["lon"]
+    return columns
+
+
+# --- sites ------------------------------------------------------------------------------
+
+
+async def list_sites(tx: Tx, *, after: Position | None, limit: int) -> Page:
+    _reader(tx)
+    rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
+    return _page(rows, limit)
+
+
+async def create_site(tx: Tx, values: Mapping[str, Any]) -> asyncpg.Record:
+    """`values`: every field of a new site, as the API names them. A site without beds is
+    in no search's results, so its creation announces nothing; its first bed does."""
+    _writer(tx)
+    provider_id = tx.caller.provider_id
+    assert provider_id is not None
+    row = await sites.create(tx.conn, provider_id, at=tx.at, **_site_columns(values))
+    await tx.audit(AuditAction.CREATE, ObjectType.SITE, row["id"], values.keys())
+    return row
+
+
+async def get_site(tx: Tx, site_id: UUID) -> asyncpg.Record:
+    _reader(tx)
+    row = await sites.get(tx.conn, site_id)
+    if row is None:
+        raise NotFound("site not found")
+    check_provider_scope(tx.caller, row["provider_id"], "site")
+    return row
+
+
+async def patch_site(
+    tx: Tx, site_id: UUID, changes: Mapping[str, Any], version_ok: VersionCheck
+) -> asyncpg.Record:
+    """`changes`: the fields given, as the API names them. The row is locked first, so
+    concurrent changes queue and each compares against the version it will replace."""
+    _writer(tx)
+    current = await sites.lock(tx.conn, site_id)
+    if current is None:
+        raise NotFound("site not found")
+    check_provider_scope(tx.caller, current["provider_id"], "site")
+    _check_version(version_ok, current["version"])
+    row = await sites.update(tx.conn, site_id, at=tx.at, **_site_columns(changes))
+    changed = capacity.changed_fields(current, changes)
+    await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, changed)
+    if capacity.site_change_alters_search(changed):
+        await _availability_changed(tx, site_id, AvailabilityCause.SITE_CHANGED)
+    return row
+
+
+# --- beds -------------------------------------------------------------------------------
+
+
+def _label_taken(label: str) -> Conflict:
+    return Conflict(f"this site already has a bed labelled {label!r}", slug="already-exists")
+
+
+async def list_beds(tx: Tx, site_id: UUID, *, after: Position | None, limit: int) -> Page:
+    _reader(tx)
+    await _own_site(tx, site_id)
+    rows = await beds.list_page(tx.conn, site_id, after, limit + 1)
+    return _page(rows, limit)
+
+
+async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncpg.Record:
+    """`values`: every field of a new bed, as the API names them. Labels are unique among a
+    site's beds in use (the database says so): a repeat is 409."""
+    _writer(tx)
+    await _own_site(tx, site_id)
+    try:
+        row = await beds.create(tx.conn, site_id, at=tx.at, **values)
+    except asyncpg.UniqueViolationError:
+        raise _label_taken(values["label"]) from None
+    await tx.audit(AuditAction.CREATE, ObjectType.BED, row["id"], values.keys())
+    await _availability_changed(tx, site_id, AvailabilityCause.BED_ADDED)
+    return row
+
+
+async def patch_bed(
+    tx: Tx,
+    site_id: UUID,
+    bed_id: UUID,
+    changes: Mapping[str, Any],
+    version_ok: VersionCheck,
+) -> asyncpg.Record:
+    _writer(tx)
+    await _own_site(tx, site_id)
+    current = await beds.lock(tx.conn, site_id, bed_id)
+    if current is None:
+        raise NotFound("bed not found")
+    _check_version(version_ok, current["version"])
+    try:
+        row = await beds.update(tx.conn, bed_id, at=tx.at, **changes)
+    except asyncpg.UniqueViolationError:
+        raise _label_taken(changes.get("label") or "") from None
+    changed = capacity.changed_fields(current, changes)
+    await tx.audit(AuditAction.UPDATE, ObjectType.BED, bed_id, changed)
+    if capacity.bed_change_alters_search(changed):
+        await _availability_changed(tx, site_id, AvailabilityCause.BED_CHANGED)
+    return row
+
+
+async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionCheck) -> None:
+    """Retire the bed (past bookings keep pointing at it), unless anything still claims it
+    from now on: 409 naming that claim."""
+    _writer(tx)
+    await _own_site(tx, site_id)
+    current = await beds.lock(tx.conn, site_id, bed_id)
+    if current is None:
+        raise NotFound("bed not found")
+    _check_version(version_ok, current["version"])
+    claim = await allocations.find_future_claim(tx.conn, bed_id, tx.at)
+    if claim is not None:
+        raise claims.overlap(
+            claim, slug="bed-in-use", detail="the bed is still claimed; end that claim first"
+        )
+    await beds.retire(tx.conn, bed_id, tx.at)
+    await tx.audit(AuditAction.DELETE, ObjectType.BED, bed_id)
+    await _availability_changed(tx, site_id, AvailabilityCause.BED_REMOVED)
+
+
+# --- blocks -----------------------------------------------------------------------------
+
+
+async def list_blocks(
+    tx: Tx,
+    site_id: UUID,
+    *,
+    bed_id: UUID | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: Position | None,
+    limit: int,
+) -> Page:
+    _reader(tx)
+    await _own_site(tx, site_id)
+    rows = await allocations.list_blocks(
+        tx.conn, site_id, bed_id=bed_id, start=start, end=end, after=after, limit=limit + 1
+    )
+    return _page(rows, limit)
+
+
+async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record:
+    """Take a bed out of use for a period. It claims the bed's time as a booking does (an
+    out-of-service bed may be blocked all the same): 409 naming the claim in the way."""
+    _writer(tx)
+    await _own_site(tx, site_id)
+    if await beds.get(tx.conn, site_id, block.bed_id) is None:
+        raise NotFound("bed not found at this site")
+
+    async def insert() -> asyncpg.Record:
+        return await allocations.insert_block(
+            tx.conn, site_id, block.bed_id, block.start, block.end, block.reason, tx.at
+        )
+
+    try:
+        row = await claim_bed(
+            tx, block.bed_id, block.start, block.end, insert, in_service_only=False
+        )
+    except ClaimRefused as refused:
+        raise claims.overlap(
+            refused.claim, slug="overlap", detail="the bed is already claimed in that period"
+        ) from None
+    await tx.audit(
+        AuditAction.CREATE, ObjectType.BLOCK, row["id"], ["bed_id", "start", "end", "reason"]
+    )
+    await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_ADDED)
+    return row
+
+
+async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
+    _writer(tx)
+    await _own_site(tx, site_id)
+    if await allocations.delete_block(tx.conn, site_id, block_id) is None:
+        raise NotFound("block not found")
+    await tx.audit(AuditAction.DELETE, ObjectType.BLOCK, block_id)
+    await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_REMOVED)
+
+
+# --- occupancy --------------------------------------------------------------------------
+
+
+async def occupancy(tx: Tx, site_id: UUID, start: datetime, end: datetime) -> dict[str, Any]:
+    """Each bed of the site in use, with every claim on it overlapping [start, end), as the
+    API shows it (the SQL builds each bed's list of claims)."""
+    _reader(tx)
+    await _own_site(tx, site_id)
+    rows = await allocations.occupancy(tx.conn, site_id, start, end, tx.at)
+    return {"site_id": site_id, "start": start, "end": end, "beds": [dict(r) for r in rows]}
