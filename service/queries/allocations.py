@@ -8,8 +8,8 @@ from uuid import UUID
 import asyncpg
 
 from service.db import Connection
+from service.ids import new_id
 from service.paging import Position
-from service.queries.ids import new_id
 from service.vocab import BLOCKED, AllocationKind
 
 INSERT_BLOCK = """

@@ -7,7 +7,6 @@ is audited as read (SPEC section 8): one row per booking, naming the personal fi
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,6 +28,7 @@ from service.domain.stays import (
     no_capacity,
 )
 from service.errors import Conflict, NotFound, Unprocessable, ValidationProblem
+from service.ids import new_id
 from service.queries import bookings
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import Tx
@@ -177,7 +177,7 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
             slug="stay-too-long",
         )
     await _check_hold_caps(tx, policy)
-    booking_id = _booking_id(tx.at)
+    booking_id = new_id()
     await _claim_best_bed(tx, booking_id, command, policy)
     await bookings.insert_booking(
         tx.conn,
@@ -208,25 +208,6 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
     )
     await tx.audit(AuditAction.HOLD, ObjectType.BOOKING, booking_id, _set_fields(command))
     return await show(tx, booking_id)
-
-
-_RANDOM_BITS = 74
-_last_id: tuple[int, int] = (0, 0)
-
-
-def _booking_id(at: datetime) -> UUID:
-    """A UUIDv7 (RFC 9562): the clock's millisecond, then random bits that count on from the
-    last id within one millisecond. Lists sort by (created_at, id) and created_at is the
-    injectable clock's reading, so bookings made at one reading list in the order made."""
-    global _last_id
-    ms = int(at.timestamp() * 1000) & ((1 << 48) - 1)
-    bits = secrets.randbits(_RANDOM_BITS)
-    last_ms, last_bits = _last_id
-    if ms == last_ms and bits <= last_bits:
-        bits = min(last_bits + 1 + secrets.randbits(16), (1 << _RANDOM_BITS) - 1)
-    _last_id = (ms, bits)
-    rand_a, rand_b = bits >> 62, bits & ((1 << 62) - 1)
-    return UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
 
 
 def _set_fields(command: Hold) -> list[str]:
