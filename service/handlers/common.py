@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from service import keys
+from service.db import Connection
 from service.domain.access import Principal
 from service.errors import NotFound, UnsupportedMediaType, ValidationProblem
 from service.models import Out
@@ -168,6 +169,28 @@ async def reading(request: web.Request) -> AsyncIterator[Tx]:
         return
     async with request.app[keys.POOL].acquire() as conn:
         yield tx.reading(conn, at=at, who=who, request_id=request_id)
+
+
+# TEMP shim (dropped at merge): the old helpers, for handlers not yet moved to writing/reading.
+@asynccontextmanager
+async def transaction(request: web.Request) -> AsyncIterator[Connection]:
+    shared = request.get(keys.CONNECTION)
+    if shared is not None:
+        async with shared.transaction():
+            yield shared
+        return
+    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
+        yield conn
+
+
+@asynccontextmanager
+async def connection(request: web.Request) -> AsyncIterator[Connection]:
+    shared = request.get(keys.CONNECTION)
+    if shared is not None:
+        yield shared
+        return
+    async with request.app[keys.POOL].acquire() as conn:
+        yield conn
 
 
 def json_response(
