@@ -21,9 +21,11 @@ from pydantic import (
 
 from service.vocab import (
     AllocationKind,
+    AuditAction,
     BookingMode,
     BookingStatus,
     Gender,
+    ObjectType,
     Role,
     RoomType,
     SiteStatus,
@@ -242,6 +244,45 @@ class ApiKeyOut(Out):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str | None
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+
+class AuditQuery(PageQuery):
+    booking_id: UUID | None = None
+    object_type: ObjectType | None = None
+    object_id: Name | None = None
+    key_id: UUID | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.booking_id is not None and (
+            self.object_type is not None or self.object_id is not None
+        ):
+            raise ValueError(
+                "booking_id names the object: give it without object_type or object_id"
+            )
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
+
+
+class AuditEntry(Out):
+    # A string: the row ids outgrow the integers a JSON reader keeps exactly.
+    id: str
+    at: datetime
+    key_id: UUID | None
+    # A key's role, or who acted without one: `system` (the service's jobs) or `cli`.
+    role: str
+    scope: str | None
+    request_id: str | None
+    action: AuditAction
+    object_type: ObjectType
+    object_id: str
+    fields: list[str]
 
 
 # --- sites and beds ------------------------------------------------------------------------

@@ -20,14 +20,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from service.auth import issue_key
 from service.db import ensure_database, with_database
 from service.migrate import migrate
 from service.models import BedIn, SiteIn
 from service.queries import beds, reference, sites
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
-from tests.support.world import booking_body, site_body, unique
+from tests.support.world import booking_body, cli_key, site_body, unique
 
 PROBLEM_JSON = "application/problem+json"
 LIVE = ("held", "pending", "confirmed", "arrived")
@@ -47,8 +46,10 @@ async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
     try:
         await migrate(conn)
         force = unique("f")
-        await reference.create_force(conn, force, f"Force {force}")
-        provider = await reference.create_provider(conn, unique("Provider"))
+        at = datetime.now(UTC)
+        await reference.create_force(conn, force, f"Force {force}", at=at)
+        provider = await reference.create_provider(conn, unique("Provider"), at=at)
+        assert provider is not None
         site = await sites.create(conn, provider["id"], SiteIn.model_validate(site_body()))
         bed_ids = [
             str(
@@ -59,11 +60,7 @@ async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
             for i in range(beds_count)
         ]
         keys = [
-            (
-                await issue_key(
-                    conn, name=unique("officer"), role="officer", force_code=force, provider_id=None
-                )
-            )[1]
+            (await cli_key(conn, name=unique("officer"), role="officer", force_code=force)).secret
             for _ in range(officers)
         ]
     finally:
