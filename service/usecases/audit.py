@@ -17,7 +17,8 @@ from service.vocab import ObjectType, Role
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Every filter is optional; `booking_id` is shorthand for the booking's own rows."""
+    """Every filter is optional and they apply together; `booking_id` is shorthand for
+    object_type=booking and object_id=that id. `since` is inclusive, `until` exclusive."""
 
     booking_id: UUID | None = None
     object_type: ObjectType | None = None
@@ -34,7 +35,10 @@ async def read_audit(
     require_role(tx.caller, Role.ADMIN)
     object_type, object_id = filters.object_type, filters.object_id
     if filters.booking_id is not None:
-        object_type, object_id = ObjectType.BOOKING, str(filters.booking_id)
+        booking = str(filters.booking_id)
+        if object_type not in (None, ObjectType.BOOKING) or object_id not in (None, booking):
+            return []  # the filters apply together, and no row is two objects at once
+        object_type, object_id = ObjectType.BOOKING, booking
     return await audit.list_page(
         tx.conn,
         object_type=object_type,
