@@ -24,6 +24,7 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -29,12 +29,14 @@ import asyncpg
 
 from bench import dataset, load, replay
 from bench.dataset import TOWNS, Size
-from service.auth import issue_key
 from service.db import ensure_database, hide_password, start_embedded_server, with_database
 from service.demo import FORCES
 from service.log import configure_logging
 from service.migrate import migrate
 from service.settings import Settings, load_settings
+from service.usecases import tx
+from service.usecases.api_keys import NewKey, issue_key
+from service.vocab import Role
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -265,11 +267,11 @@ async def issue_keys(conn: asyncpg.Connection) -> tuple[list[UUID], list[str]]:
     """Officer keys for this run, made by the service's own code, one per force."""
     ids, secrets = [], []
     for code in OFFICER_FORCES:
-        row, secret = await issue_key(
-            conn, name=f"bench {code}", role="officer", force_code=code, provider_id=None
-        )
-        ids.append(row["id"])
-        secrets.append(secret)
+        key = NewKey(name=f"bench {code}", role=Role.OFFICER, force_code=code)
+        async with tx.writing(conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
+            issued = await issue_key(unit, key)
+        ids.append(issued.row["id"])
+        secrets.append(issued.secret)
     return ids, secrets
 
 

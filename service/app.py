@@ -12,6 +12,7 @@ from service import keys
 from service.clock import Clock, SystemClock
 from service.db import create_pool, pool_state, resolve_dsn
 from service.domain.stays import Policy
+from service.handlers.bookings import replay_booking
 from service.jobs import expiry_job
 from service.metrics import Metrics
 from service.middlewares import (
@@ -55,6 +56,17 @@ async def _plain_server_header(request: web.Request, response: web.StreamRespons
     response.headers["Server"] = "places-of-safety"
 
 
+def _policy(settings: Settings) -> Policy:
+    """The booking rules' knobs, from the settings (the domain never reads settings)."""
+    return Policy(
+        hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+        provider_response=timedelta(seconds=settings.provider_response_seconds),
+        no_show_grace=timedelta(seconds=settings.no_show_grace_seconds),
+        hold_cap_per_key=settings.hold_cap_per_key,
+        hold_cap_per_force=settings.hold_cap_per_force,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -79,14 +91,9 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
-    app[keys.POLICY] = Policy(
-        hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-        provider_response=timedelta(seconds=settings.provider_response_seconds),
-        no_show_grace=timedelta(seconds=settings.no_show_grace_seconds),
-        hold_cap_per_key=settings.hold_cap_per_key,
-        hold_cap_per_force=settings.hold_cap_per_force,
-    )
+    app[keys.POLICY] = _policy(settings)
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
+    app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_plain_server_header)
     app.cleanup_ctx.append(_database(dsn))

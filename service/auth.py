@@ -1,16 +1,10 @@
-"""API keys: generation, hashing and issuing (the secret is shown once, stored as a hash)."""
+"""API key secrets: generation and hashing (the secret is shown once, stored as a hash; issuing
+a key is service.usecases.api_keys.issue_key)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from uuid import UUID
-
-import asyncpg
-
-from service.db import Connection
-from service.queries import api_keys
-from service.vocab import Role
 
 KEY_PREFIX = "pos_"
 # Enough of the key to tell keys apart in a listing; far too little to guess the rest.
@@ -29,25 +23,3 @@ def hash_key(key: str) -> bytes:
 
 def display_prefix(key: str) -> str:
     return key[:DISPLAY_PREFIX_LENGTH]
-
-
-async def issue_key(
-    conn: Connection,
-    *,
-    name: str,
-    role: Role,
-    force_code: str | None,
-    provider_id: UUID | None,
-) -> tuple[asyncpg.Record, str]:
-    """Create a key; returns its row and the secret, which is never stored or shown again."""
-    secret = generate_key()
-    row = await api_keys.create(
-        conn,
-        name=name,
-        role=role,
-        force_code=force_code,
-        provider_id=provider_id,
-        key_hash=hash_key(secret),
-        prefix=display_prefix(secret),
-    )
-    return row, secret

@@ -7,7 +7,6 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,14 +14,19 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.auth import issue_key
+from service.clock import SystemClock
 from service.db import Connection, create_pool, resolve_dsn
 from service.demo import DemoKey, live_demo_keys, seed_demo
+from service.errors import NotFound, ValidationProblem
 from service.log import configure_logging
 from service.migrate import is_current, migrate
-from service.models import refused_character
-from service.queries import api_keys, bookings, idempotency, reference
+from service.queries import api_keys
 from service.settings import Settings, load_settings
+from service.text import refused_character
+from service.usecases import tx
+from service.usecases.api_keys import NewKey, check_scope_exists, issue_key, revoke_key
+from service.usecases.purge import purge
+from service.vocab import Role
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -85,16 +89,22 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@asynccontextmanager
+async def _writing(conn: Connection) -> AsyncIterator[tx.Tx]:
+    """A command's unit of work: the system clock's now, audited as done by "cli"."""
+    async with tx.writing(conn, at=SystemClock().now(), who=None, on_behalf="cli") as unit:
+        yield unit
+
+
 async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as conn, conn.transaction():
-        now = await conn.fetchval("SELECT now()")
-        erased = await bookings.erase_personal(
-            conn, now, now - timedelta(days=settings.personal_data_retention_days)
+    async with _database(settings) as conn, _writing(conn) as unit:
+        done = await purge(
+            unit, settings.personal_data_retention_days, settings.idempotency_ttl_hours
         )
-        forgotten = await idempotency.purge(
-            conn, now - timedelta(hours=settings.idempotency_ttl_hours)
-        )
-    print(f"erased personal fields of {erased} booking(s); removed {forgotten} stored answer(s)")
+    print(
+        f"erased personal fields of {done.erased} booking(s); "
+        f"removed {done.forgotten} stored answer(s)"
+    )
     return 0
 
 
@@ -126,7 +136,7 @@ def shown(text: object) -> str:
     )
 
 
-async def _key_problem(conn: Connection, args: argparse.Namespace) -> str | None:
+def _key_problem(args: argparse.Namespace) -> str | None:
     if refused_character(args.name) is not None or not args.name.strip():
         return "--name must be one line of printable text"
     if args.role == "officer" and not args.force:
@@ -137,41 +147,46 @@ async def _key_problem(conn: Connection, args: argparse.Namespace) -> str | None
         return "only officer keys take --force"
     if args.role != "provider" and args.provider:
         return "only provider keys take --provider"
-    if args.force and not await reference.force_exists(conn, args.force):
-        return f"no force has the code {args.force!r}"
-    if args.provider and await reference.get_provider(conn, args.provider) is None:
-        return f"no provider has the id {args.provider}"
     return None
 
 
 async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as conn:
         if args.key_command == "create":
-            problem = await _key_problem(conn, args)
+            problem = _key_problem(args)
             if problem:
                 print(f"pos api-key create: {problem}", file=sys.stderr)
                 return 2
-            row, secret = await issue_key(
-                conn,
+            key = NewKey(
                 name=args.name,
-                role=args.role,
+                role=Role(args.role),
                 force_code=args.force,
                 provider_id=args.provider,
             )
+            try:
+                async with _writing(conn) as unit:
+                    await check_scope_exists(unit, key)
+                    issued = await issue_key(unit, key)
+            except ValidationProblem as refused:
+                print(f"pos api-key create: {refused.detail}", file=sys.stderr)
+                return 2
+            row = issued.row
             print(f"created {row['role']} key {row['id']} ({shown(row['name'])}); shown once:")
-            print(secret)
+            print(issued.secret)
             return 0
         if args.key_command == "list":
             for row in await api_keys.list_page(conn, None, 100_000):
-                scope = row["force_code"] or row["provider_id"] or "-"
+                scope = row["force"] or row["provider_id"] or "-"
                 state = "revoked" if row["revoked_at"] else "active"
                 print(
                     f"{row['id']}  {shown(row['prefix'])}...  {row['role']:<8}  {shown(scope)}  "
                     f"{state}  {shown(row['name'])}"
                 )
             return 0
-        revoked = await api_keys.revoke(conn, args.id, await conn.fetchval("SELECT now()"))
-        if revoked is None:
+        try:
+            async with _writing(conn) as unit:
+                revoked = await revoke_key(unit, args.id)
+        except NotFound:
             print(f"pos api-key revoke: no API key has the id {args.id}", file=sys.stderr)
             return 1
         print(f"revoked {revoked['id']} ({shown(revoked['name'])})")

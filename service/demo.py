@@ -264,16 +264,24 @@ async def seed_demo(conn: Connection, at: datetime | None = None) -> bool:
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *SEED_LOCK)
         if await api_keys.exists(conn, hash_key(DEMO_ADMIN_KEY)):
             return False
-        for code, name in FORCES:
-            await reference.ensure_force(conn, code, name)
-        provider_ids = {}
-        for name in PROVIDERS:
-            found = await reference.find_provider_by_name(conn, name)
-            provider_ids[name] = (found or await reference.create_provider(conn, name))["id"]
         made: dict[ObjectType, list[tuple[Any, list[str]]]] = {
+            ObjectType.FORCE: [],
+            ObjectType.PROVIDER: [],
+            ObjectType.API_KEY: [],
             ObjectType.SITE: [],
             ObjectType.BED: [],
         }
+        for code, name in FORCES:
+            if await reference.ensure_force(conn, code, name, at=unit.at):
+                made[ObjectType.FORCE].append((code, ["code", "name"]))
+        provider_ids = {}
+        for name in PROVIDERS:
+            found = await reference.find_provider_by_name(conn, name)
+            if found is None:
+                found = await reference.create_provider(conn, name, at=unit.at)
+                assert found is not None, "the seed lock keeps out a concurrent seed"
+                made[ObjectType.PROVIDER].append((found["id"], ["name"]))
+            provider_ids[name] = found["id"]
         # A fixed seed, so every demo database is the same (not for anything secret).
         for provider, site, bed_list in demo_sites(random.Random(2026)):  # noqa: S311
             row = await sites.create(conn, provider_ids[provider], at=unit.at, **site)
@@ -281,10 +289,8 @@ async def seed_demo(conn: Connection, at: datetime | None = None) -> bool:
             for bed in bed_list:
                 bed_row = await beds.create(conn, row["id"], at=unit.at, **bed)
                 made[ObjectType.BED].append((bed_row["id"], sorted(bed)))
-        for object_type, objects in made.items():
-            await unit.audit_many(AuditAction.CREATE, object_type, objects)
         for key in DEMO_KEYS:
-            await api_keys.create_if_absent(
+            key_id = await api_keys.create_if_absent(
                 conn,
                 name=key.name,
                 role=key.role,
@@ -292,7 +298,13 @@ async def seed_demo(conn: Connection, at: datetime | None = None) -> bool:
                 provider_id=provider_ids[HAVEN] if key.role == "provider" else None,
                 key_hash=hash_key(key.secret),
                 prefix=display_prefix(key.secret),
+                at=unit.at,
             )
+            if key_id is not None:
+                scope = {"officer": ["force"], "provider": ["provider_id"]}.get(key.role, [])
+                made[ObjectType.API_KEY].append((key_id, ["name", "role", *scope]))
+        for object_type, objects in made.items():
+            await unit.audit_many(AuditAction.CREATE, object_type, objects)
     log.info("demo data seeded", forces=len(FORCES), providers=len(PROVIDERS), sites=len(TOWNS))
     return True
 

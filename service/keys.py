@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from aiohttp import web
@@ -24,6 +25,20 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+
+
+class BookingReplay(Protocol):
+    """Answers an Idempotency-Key replay of a booking answer: its first status code and
+    headers, the booking as the caller may see it now."""
+
+    def __call__(
+        self, request: web.Request, booking_id: UUID, *, status: int, headers: dict[str, str]
+    ) -> Awaitable[web.Response]: ...
+
+
+# Set by app.py to service.handlers.bookings.replay_booking, so the idempotency middleware
+# answers a replay without importing the handlers.
+BOOKING_REPLAY: web.AppKey[BookingReplay] = web.AppKey("booking_replay")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # The request id every log line and audit row of the request carries.

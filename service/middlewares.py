@@ -21,7 +21,6 @@ from service import keys
 from service.auth import hash_key
 from service.domain.access import Principal
 from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
-from service.handlers.bookings import replay_booking
 from service.queries import api_keys as api_key_queries
 from service.queries import idempotency as idempotency_queries
 
@@ -289,8 +288,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     # Keys are printable ASCII; anything else (a byte that is not UTF-8 arrives as a lone
     # surrogate) is no key of ours and is answered like an unknown one, without a lookup.
     if token.isascii() and token.isprintable():
+        at = request.app[keys.CLOCK].now()
         async with request.app[keys.POOL].acquire() as conn:
-            row = await api_key_queries.authenticate(conn, hash_key(token))
+            row = await api_key_queries.authenticate(conn, hash_key(token), at)
     if row is None:
         raise Unauthorized(
             "the API key is unknown or revoked",
@@ -355,7 +355,7 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
                 # A booking is shown as it is now and as this caller may see it now: the
                 # first answer's status code and id, never an address the caller has lost.
                 request[keys.CONNECTION] = conn
-                return await replay_booking(
+                return await request.app[keys.BOOKING_REPLAY](
                     request,
                     stored["booking_id"],
                     status=stored["response_status"],

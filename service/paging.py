@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from service.errors import ValidationProblem
-from service.models import parse_timestamp, refused_character
+from service.text import parse_timestamp, refused_character
 
 R = TypeVar("R")
 P = TypeVar("P")

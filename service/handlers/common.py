@@ -170,7 +170,6 @@ async def reading(request: web.Request) -> AsyncIterator[Tx]:
         yield tx.reading(conn, at=at, who=who, request_id=request_id)
 
 
-# TEMP shim (dropped at merge): the old helpers, for handlers not yet moved to writing/reading.
 def json_response(
     data: Out | dict[str, Any] | list[Any],
     *,

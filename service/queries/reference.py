@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from datetime import datetime
+from uuid import UUID
 
 import asyncpg
 
 from service.db import Connection
+from service.ids import new_id
 from service.paging import Position
 
+# A code or name already taken inserts nothing and returns no row: the use case answers 409
+# without an exception aborting the caller's transaction.
 INSERT_FORCE = """
-INSERT INTO force (code, name) VALUES ($1, $2)
+INSERT INTO force (code, name, created_at) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
 RETURNING code, name
 """
 
 UPSERT_FORCE = """
-INSERT INTO force (code, name) VALUES ($1, $2)
+INSERT INTO force (code, name, created_at) VALUES ($1, $2, $3)
 ON CONFLICT (code) DO NOTHING
+RETURNING code
 """
 
 LIST_FORCES = """
@@ -29,7 +35,8 @@ LIMIT $2
 FORCE_EXISTS = "SELECT EXISTS (SELECT 1 FROM force WHERE code = $1)"
 
 INSERT_PROVIDER = """
-INSERT INTO provider (id, name) VALUES ($1, $2)
+INSERT INTO provider (id, name, created_at) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
 RETURNING id, name, created_at
 """
 
@@ -45,14 +52,16 @@ GET_PROVIDER = "SELECT id, name, created_at FROM provider WHERE id = $1"
 FIND_PROVIDER_BY_NAME = "SELECT id, name, created_at FROM provider WHERE lower(name) = lower($1)"
 
 
-async def create_force(conn: Connection, code: str, name: str) -> asyncpg.Record:
-    row = await conn.fetchrow(INSERT_FORCE, code, name)
-    assert row is not None
-    return row
+async def create_force(
+    conn: Connection, code: str, name: str, *, at: datetime
+) -> asyncpg.Record | None:
+    """The new force, or None when its code is taken."""
+    return await conn.fetchrow(INSERT_FORCE, code, name, at)
 
 
-async def ensure_force(conn: Connection, code: str, name: str) -> None:
-    await conn.execute(UPSERT_FORCE, code, name)
+async def ensure_force(conn: Connection, code: str, name: str, *, at: datetime) -> bool:
+    """For the demo seed only: a force that may be there already; whether it was made."""
+    return await conn.fetchval(UPSERT_FORCE, code, name, at) is not None
 
 
 async def list_forces(conn: Connection, after: str | None, limit: int) -> list[asyncpg.Record]:
@@ -63,10 +72,9 @@ async def force_exists(conn: Connection, code: str) -> bool:
     return bool(await conn.fetchval(FORCE_EXISTS, code))
 
 
-async def create_provider(conn: Connection, name: str) -> asyncpg.Record:
-    row = await conn.fetchrow(INSERT_PROVIDER, uuid4(), name)
-    assert row is not None
-    return row
+async def create_provider(conn: Connection, name: str, *, at: datetime) -> asyncpg.Record | None:
+    """The new provider, or None when another has that name (names are unique, any case)."""
+    return await conn.fetchrow(INSERT_PROVIDER, new_id(), name, at)
 
 
 async def list_providers(

@@ -14,7 +14,7 @@ import yaml
 from openapi_core.testing import MockRequest
 
 from service.db import Pool
-from service.models import FREE_TEXT_PATTERN, OPTIONAL_TEXT_PATTERN, SINGLE_LINE_PATTERN
+from service.text import FREE_TEXT_PATTERN, OPTIONAL_TEXT_PATTERN, SINGLE_LINE_PATTERN
 from tests.support.api import SPEC_HOST, SPEC_PATH, spec
 from tests.support.clock import ManualClock
 from tests.support.world import World, bed_body, booking_body, site_body, unique

@@ -11,11 +11,10 @@ from datetime import UTC, datetime
 import aiohttp
 import asyncpg
 
-from service.auth import issue_key
 from service.migrate import load_migrations
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
-from tests.support.world import site_body
+from tests.support.world import cli_key, site_body
 
 
 async def test_two_migrate_processes_apply_each_migration_exactly_once(
@@ -108,10 +107,11 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
     answer, and only then does the process exit."""
     async with served(pos_env(DATABASE_URL=fresh_database)) as server:
         setup = await asyncpg.connect(fresh_database)
-        provider = await reference.create_provider(setup, "Drain Test")
-        _, secret = await issue_key(
-            setup, name="p", role="provider", force_code=None, provider_id=provider["id"]
-        )
+        provider = await reference.create_provider(setup, "Drain Test", at=datetime.now(UTC))
+        assert provider is not None
+        secret = (
+            await cli_key(setup, name="p", role="provider", provider_id=provider["id"])
+        ).secret
         body = site_body()
         location = body.pop("location")
         site = await sites.create(
@@ -169,7 +169,7 @@ async def test_api_key_list_never_prints_control_or_bidi_characters(fresh_databa
     hostile = "ops\x1b[2J\x1b]0;owned\x07\u202egnp.exe\x08\r"
     conn = await asyncpg.connect(fresh_database)
     try:
-        await issue_key(conn, name=hostile, role="admin", force_code=None, provider_id=None)
+        await cli_key(conn, name=hostile, role="admin")
     finally:
         await conn.close()
     code, listing, _ = await pos("api-key", "list", env=env)

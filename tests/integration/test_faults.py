@@ -20,13 +20,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from service.auth import issue_key
 from service.db import ensure_database, with_database
 from service.migrate import migrate
 from service.queries import beds, reference, sites
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
-from tests.support.world import booking_body, site_body, unique
+from tests.support.world import booking_body, cli_key, site_body, unique
 
 PROBLEM_JSON = "application/problem+json"
 LIVE = ("held", "pending", "confirmed", "arrived")
@@ -46,9 +45,11 @@ async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
     try:
         await migrate(conn)
         force = unique("f")
-        await reference.create_force(conn, force, f"Force {force}")
-        provider = await reference.create_provider(conn, unique("Provider"))
-        body, at = site_body(), datetime.now(UTC)
+        at = datetime.now(UTC)
+        await reference.create_force(conn, force, f"Force {force}", at=at)
+        provider = await reference.create_provider(conn, unique("Provider"), at=at)
+        assert provider is not None
+        body = site_body()
         location = body.pop("location")
         site = await sites.create(conn, provider["id"], **body, **location, status="active", at=at)
         bed_ids = [
@@ -69,11 +70,7 @@ async def _seed(dsn: str, *, beds_count: int, officers: int) -> Seeded:
             for i in range(beds_count)
         ]
         keys = [
-            (
-                await issue_key(
-                    conn, name=unique("officer"), role="officer", force_code=force, provider_id=None
-                )
-            )[1]
+            (await cli_key(conn, name=unique("officer"), role="officer", force_code=force)).secret
             for _ in range(officers)
         ]
     finally:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
-from service.auth import issue_key
-from service.db import Pool
+from service.db import Connection, Pool
+from service.usecases import tx
+from service.usecases.api_keys import IssuedKey, NewKey, issue_key
+from service.vocab import Role
 from tests.support.api import Api
 
 
@@ -16,13 +19,25 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+async def cli_key(
+    conn: Connection,
+    *,
+    name: str,
+    role: Role | str,
+    force_code: str | None = None,
+    provider_id: UUID | None = None,
+) -> IssuedKey:
+    """A key made as `pos api-key create` makes it (audited as done by "cli")."""
+    key = NewKey(name=name, role=Role(role), force_code=force_code, provider_id=provider_id)
+    async with tx.writing(conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
+        return await issue_key(unit, key)
+
+
 async def bootstrap_admin(db: Pool) -> str:
     """The first admin key, made as `pos api-key create --role admin` makes it."""
     async with db.acquire() as conn:
-        _, secret = await issue_key(
-            conn, name=unique("admin"), role="admin", force_code=None, provider_id=None
-        )
-    return secret
+        issued = await cli_key(conn, name=unique("admin"), role=Role.ADMIN)
+    return issued.secret
 
 
 def site_body(**overrides: Any) -> dict[str, Any]:

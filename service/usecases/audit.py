@@ -1,0 +1,51 @@
+"""Reading the audit log: admins only. Reading it is not itself audited (it holds no personal
+values, only the names of fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from service.domain.access import require_role
+from service.queries import audit
+from service.usecases.tx import Tx
+from service.vocab import ObjectType, Role
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Every filter is optional and they apply together; `booking_id` is shorthand for
+    object_type=booking and object_id=that id. `since` is inclusive, `until` exclusive."""
+
+    booking_id: UUID | None = None
+    object_type: ObjectType | None = None
+    object_id: str | None = None
+    key_id: UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def read_audit(
+    tx: Tx, filters: AuditFilter, after: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Rows in id order (the order they were written), after the row id `after`."""
+    require_role(tx.caller, Role.ADMIN)
+    object_type, object_id = filters.object_type, filters.object_id
+    if filters.booking_id is not None:
+        booking = str(filters.booking_id)
+        if object_type not in (None, ObjectType.BOOKING) or object_id not in (None, booking):
+            return []  # the filters apply together, and no row is two objects at once
+        object_type, object_id = ObjectType.BOOKING, booking
+    return await audit.list_page(
+        tx.conn,
+        object_type=object_type,
+        object_id=object_id,
+        key_id=filters.key_id,
+        since=filters.since,
+        until=filters.until,
+        after=after,
+        limit=limit,
+    )
