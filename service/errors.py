@@ -90,12 +90,6 @@ class PreconditionFailed(Problem):
     title = "The resource has changed"
 
 
-class PayloadTooLarge(Problem):
-    status = 413
-    slug = "payload-too-large"
-    title = "Request body too large"
-
-
 class UnsupportedMediaType(Problem):
     status = 415
     slug = "unsupported-media-type"

@@ -17,8 +17,6 @@ from service.vocab import (
     Role,
 )
 
-TERMINAL = TERMINAL_STATUSES
-
 A = AuditAction
 S = BookingStatus
 

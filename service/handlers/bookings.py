@@ -99,19 +99,7 @@ async def replay_booking(
 async def create_booking(request: web.Request) -> web.Response:
     body = await read_body(request, BookingIn)
     command = bookings.Hold(
-        site_id=body.site_id,
-        start=body.start,
-        end=body.end,
-        needs=Needs(
-            gender=body.needs.gender,
-            dependants=body.needs.dependants,
-            wheelchair=body.needs.wheelchair,
-            language=body.needs.language,
-        ),
-        person_ref=body.person_ref,
-        custody_suite=body.custody_suite,
-        officer_collar=body.officer_collar,
-        notes=body.notes,
+        **body.model_dump(exclude={"needs"}), needs=Needs(**body.needs.model_dump())
     )
     metrics = request.app[keys.METRICS]
     try:

@@ -171,18 +171,6 @@ LIMIT $10
 """
 )
 
-# Personal fields of bookings that ended (a terminal state, entered at updated_at) before
-# `$2`: erased; the rows, states and times that reports count are kept.
-ERASE_PERSONAL = """
-UPDATE booking b
-SET person_ref = NULL, officer_collar = NULL, notes = NULL, personal_erased_at = $1
-FROM allocation a
-WHERE a.id = b.id
-  AND b.personal_erased_at IS NULL
-  AND a.status IN ('departed', 'expired', 'cancelled', 'declined', 'no_show')
-  AND a.updated_at <= $2
-"""
-
 
 async def site_for_booking(conn: Connection, site_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(SITE_FOR_BOOKING, site_id)
@@ -334,8 +322,3 @@ async def list_page(
         booking_id,
         limit,
     )
-
-
-async def erase_personal(conn: Connection, at: datetime, ended_before: datetime) -> int:
-    result = await conn.execute(ERASE_PERSONAL, at, ended_before)
-    return int(result.split()[-1])

@@ -74,6 +74,20 @@ def _check_version(version_ok: VersionCheck, current: int) -> None:
         )
 
 
+async def _bed_to_change(
+    tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionCheck
+) -> asyncpg.Record:
+    """The bed a provider changes, locked (a booking claiming it waits), after the scope and
+    If-Match checks."""
+    _writer(tx)
+    await _own_site(tx, site_id)
+    current = await beds.lock(tx.conn, site_id, bed_id)
+    if current is None:
+        raise NotFound("bed not found")
+    _check_version(version_ok, current["version"])
+    return current
+
+
 def _page(rows: list[asyncpg.Record], limit: int) -> Page:
     items, cursor = paging.split_page(rows, limit, paging.by_created)
     return Page(items, cursor)
@@ -175,12 +189,7 @@ async def patch_bed(
     changes: Mapping[str, Any],
     version_ok: VersionCheck,
 ) -> asyncpg.Record:
-    _writer(tx)
-    await _own_site(tx, site_id)
-    current = await beds.lock(tx.conn, site_id, bed_id)
-    if current is None:
-        raise NotFound("bed not found")
-    _check_version(version_ok, current["version"])
+    current = await _bed_to_change(tx, site_id, bed_id, version_ok)
     try:
         row = await beds.update(tx.conn, bed_id, at=tx.at, **changes)
     except asyncpg.UniqueViolationError:
@@ -195,12 +204,7 @@ async def patch_bed(
 async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionCheck) -> None:
     """Retire the bed (past bookings keep pointing at it), unless anything still claims it
     from now on: 409 naming that claim."""
-    _writer(tx)
-    await _own_site(tx, site_id)
-    current = await beds.lock(tx.conn, site_id, bed_id)
-    if current is None:
-        raise NotFound("bed not found")
-    _check_version(version_ok, current["version"])
+    await _bed_to_change(tx, site_id, bed_id, version_ok)
     claim = await allocations.find_future_claim(tx.conn, bed_id, tx.at)
     if claim is not None:
         raise claims.overlap(
