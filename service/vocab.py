@@ -76,6 +76,11 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+# A booking's personal fields: erased after retention, audited by name when shown, never in
+# events, logs or reports.
+PERSONAL_FIELDS = ("person_ref", "officer_collar", "notes")
+
+
 class EventType(StrEnum):
     BOOKING_HELD = "booking.held"
     BOOKING_PENDING = "booking.pending"

@@ -28,9 +28,11 @@ CREATE INDEX audit_object_idx ON audit (object_type, object_id, id);
 CREATE INDEX audit_key_idx ON audit (api_key_id, id);
 CREATE INDEX audit_at_idx ON audit (at, id);
 
--- Append-only, enforced by the database for every role, the service's own included (a
--- trigger binds the table's owner too; only a superuser switching triggers off for its
--- session, session_replication_role = replica, gets round it).
+-- Append-only: UPDATE, DELETE and TRUNCATE fail for every role, the service's own included
+-- (a trigger binds the table's owner too). What a trigger cannot stop is DDL by the owner
+-- (DISABLE TRIGGER, DROP): a deployment that must rule that out runs migrations as an owner
+-- role and the service as a role granted only INSERT and SELECT on audit (README,
+-- "Audit log"); a superuser can always get round it (session_replication_role = replica).
 CREATE FUNCTION audit_is_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

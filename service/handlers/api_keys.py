@@ -18,12 +18,11 @@ async def create_api_key(request: web.Request) -> web.Response:
     )
     async with writing(request) as tx:
         issued = await api_keys.create_api_key(tx, command)
+        shown = ApiKeyCreated.model_validate({**issued.row, "key": issued.secret})
     # A replay (same Idempotency-Key) confirms the key exists but cannot show its secret again.
-    request[keys.REPLAY_BODY] = (
-        ApiKeyCreated.model_validate({**issued.row, "key": None}).model_dump_json().encode()
-    )
+    request[keys.REPLAY_BODY] = shown.model_copy(update={"key": None}).model_dump_json().encode()
     return json_response(
-        ApiKeyCreated.model_validate({**issued.row, "key": issued.secret}),
+        shown,
         status=201,
         headers={"Location": f"/v1/api-keys/{issued.row['id']}"},
     )

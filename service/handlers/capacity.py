@@ -55,8 +55,9 @@ async def create_site(request: web.Request) -> web.Response:
     body = await read_body(request, SiteIn)
     async with writing(request) as tx:
         row = await capacity.create_site(tx, body.model_dump())
+        shown = SiteOut.model_validate(dict(row))
     return json_response(
-        SiteOut.model_validate(dict(row)),
+        shown,
         status=201,
         headers={"Location": f"/v1/sites/{row['id']}", "ETag": etag(row["version"])},
     )
@@ -76,7 +77,8 @@ async def patch_site(request: web.Request) -> web.Response:
         row = await capacity.patch_site(
             tx, site_id, body.model_dump(exclude_unset=True), partial(if_match_allows, request)
         )
-    return json_response(SiteOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
+        shown = SiteOut.model_validate(dict(row))
+    return json_response(shown, headers={"ETag": etag(row["version"])})
 
 
 # --- beds -------------------------------------------------------------------------------------
@@ -102,8 +104,9 @@ async def create_bed(request: web.Request) -> web.Response:
     body = await read_body(request, BedIn)
     async with writing(request) as tx:
         row = await capacity.create_bed(tx, site_id, body.model_dump())
+        shown = BedOut.model_validate(dict(row))
     return json_response(
-        BedOut.model_validate(dict(row)),
+        shown,
         status=201,
         headers={"Location": f"/v1/sites/{site_id}/beds/{row['id']}", "ETag": etag(row["version"])},
     )
@@ -121,7 +124,8 @@ async def patch_bed(request: web.Request) -> web.Response:
             body.model_dump(exclude_unset=True),
             partial(if_match_allows, request),
         )
-    return json_response(BedOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
+        shown = BedOut.model_validate(dict(row))
+    return json_response(shown, headers={"ETag": etag(row["version"])})
 
 
 async def delete_bed(request: web.Request) -> web.Response:
@@ -161,8 +165,9 @@ async def create_block(request: web.Request) -> web.Response:
     body = await read_body(request, BlockIn)
     async with writing(request) as tx:
         row = await capacity.create_block(tx, site_id, capacity.NewBlock(**body.model_dump()))
+        shown = BlockOut.model_validate(dict(row))
     return json_response(
-        BlockOut.model_validate(dict(row)),
+        shown,
         status=201,
         headers={"Location": f"/v1/sites/{site_id}/blocks/{row['id']}"},
     )

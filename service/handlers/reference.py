@@ -24,7 +24,8 @@ async def create_force(request: web.Request) -> web.Response:
     body = await read_body(request, ForceIn)
     async with writing(request) as tx:
         row = await reference.create_force(tx, body.code, body.name)
-    return json_response(ForceOut.model_validate(dict(row)), status=201)
+        shown = ForceOut.model_validate(dict(row))
+    return json_response(shown, status=201)
 
 
 async def list_providers(request: web.Request) -> web.Response:
@@ -45,8 +46,9 @@ async def create_provider(request: web.Request) -> web.Response:
     body = await read_body(request, ProviderIn)
     async with writing(request) as tx:
         row = await reference.create_provider(tx, body.name)
+        shown = ProviderOut.model_validate(dict(row))
     return json_response(
-        ProviderOut.model_validate(dict(row)),
+        shown,
         status=201,
         headers={"Location": f"/v1/providers/{row['id']}"},
     )

@@ -67,7 +67,7 @@ RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, 
 # stays the arbiter; the lock only orders the contenders. Also waits for a provider changing
 # or retiring the bed (FOR UPDATE there).
 LOCK_FOR_CLAIM = """
-SELECT in_service AND removed_at IS NULL FROM bed WHERE id = $1 FOR NO KEY UPDATE
+SELECT in_service, removed_at IS NOT NULL AS removed FROM bed WHERE id = $1 FOR NO KEY UPDATE
 """
 
 RETIRE = "UPDATE bed SET removed_at = $2, version = version + 1, updated_at = $2 WHERE id = $1"
@@ -140,10 +140,9 @@ async def update(
     return row
 
 
-async def lock_for_claim(conn: Connection, bed_id: UUID) -> bool | None:
-    """None when there is no such bed."""
-    bookable: bool | None = await conn.fetchval(LOCK_FOR_CLAIM, bed_id)
-    return bookable
+async def lock_for_claim(conn: Connection, bed_id: UUID) -> asyncpg.Record | None:
+    """The bed's `in_service` and `removed`; None when there is no such bed."""
+    return await conn.fetchrow(LOCK_FOR_CLAIM, bed_id)
 
 
 async def retire(conn: Connection, bed_id: UUID, at: datetime) -> None:

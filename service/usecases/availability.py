@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +17,9 @@ from service.vocab import Gender, Role
 
 @dataclass(frozen=True)
 class Search:
-    """What an officer asks for; `refused_before` is how many of the key's searches the rate
-    limiter refused since its last one (the search log counts it)."""
+    """What an officer asks for. `refused_before` takes how many of the key's searches the
+    rate limiter refused since its last recorded one (the search log counts them); it is
+    called only once the search is known to run, so a refused or invalid search keeps them."""
 
     end: datetime
     start: datetime | None = None
@@ -29,7 +31,7 @@ class Search:
     max_km: float | None = None
     avoid: tuple[float, float, float] | None = None
     limit: int = 20
-    refused_before: int = 0
+    refused_before: Callable[[], int] = lambda: 0
 
 
 async def search(tx: Tx, query: Search) -> dict[str, Any]:
@@ -59,7 +61,7 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
             api_key_id=who.key_id,
             role=who.role,
             force_code=who.force_code,
-            refused_before=query.refused_before,
+            refused_before=query.refused_before(),
         ),
         limit=query.limit,
     )

@@ -33,6 +33,7 @@ from service.queries import bookings
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import Tx
 from service.vocab import (
+    PERSONAL_FIELDS,
     AuditAction,
     AvailabilityCause,
     BookingStatus,
@@ -42,8 +43,6 @@ from service.vocab import (
     SiteStatus,
 )
 
-# A booking's personal fields: each read of one that is set is audited by name.
-PERSONAL_FIELDS = ("person_ref", "officer_collar", "notes")
 # What SPEC section 4 withholds from an officer until the booking is confirmed.
 SITE_CONTACT = ("address", "phone")
 

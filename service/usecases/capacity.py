@@ -254,6 +254,8 @@ async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record
             tx, block.bed_id, block.start, block.end, insert, in_service_only=False
         )
     except ClaimRefused as refused:
+        if refused.removed:
+            raise NotFound("bed not found at this site") from None
         raise claims.overlap(
             refused.claim, slug="overlap", detail="the bed is already claimed in that period"
         ) from None

@@ -4,6 +4,7 @@ take a bed for a period."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -18,13 +19,21 @@ T = TypeVar("T")
 
 
 class ClaimRefused(Exception):
-    """The bed cannot be claimed for the period: out of service or removed (`claim` None and
-    `out_of_service`), or another live claim is in the way (`claim`, when one is found)."""
+    """The bed cannot be claimed for the period: removed (`removed`, and `out_of_service`),
+    out of service (`out_of_service`), or another live claim is in the way (`claim`, when one
+    is found)."""
 
-    def __init__(self, claim: asyncpg.Record | None, *, out_of_service: bool = False) -> None:
+    def __init__(
+        self,
+        claim: asyncpg.Record | None,
+        *,
+        out_of_service: bool = False,
+        removed: bool = False,
+    ) -> None:
         super().__init__("the bed is not free")
         self.claim = claim
-        self.out_of_service = out_of_service
+        self.out_of_service = out_of_service or removed
+        self.removed = removed
 
 
 async def claim_bed(
@@ -47,9 +56,15 @@ async def claim_bed(
     """
     try:
         async with tx.conn.transaction():
-            bookable = await beds.lock_for_claim(tx.conn, bed_id)
-            await expire_lapsed(tx, bed_id=bed_id)
-            if in_service_only and not bookable:
+            bed = await beds.lock_for_claim(tx.conn, bed_id)
+            # The write-off is the service's doing, not the caller's: another force's lapsed
+            # hold must not name (or be audited as the act of) whoever claims the bed next.
+            await expire_lapsed(replace(tx, who=None, on_behalf="system"), bed_id=bed_id)
+            # A bed retired meanwhile takes no claim of any kind (its retirement checked
+            # that nothing claims it from then on).
+            if bed is None or bed["removed"]:
+                raise ClaimRefused(None, removed=True)
+            if in_service_only and not bed["in_service"]:
                 raise ClaimRefused(None, out_of_service=True)
             return await write()
     except asyncpg.ExclusionViolationError:

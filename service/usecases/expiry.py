@@ -15,8 +15,9 @@ EXPIRY_REASONS = {
 
 
 async def expire_lapsed(tx: Tx, *, bed_id: UUID | None = None, limit: int = 500) -> int:
-    """Expire what lapsed by `tx.at` (on one bed, or anywhere); returns how many. Each is
-    recorded as done by whoever's transaction wrote it off, at the moment it lapsed."""
+    """Expire what lapsed by `tx.at` (on one bed, or anywhere); returns how many. Callers pass
+    a Tx acting for the service ("system"): each is recorded as its doing, dated when it
+    lapsed."""
     rows = await bookings.expire_lapsed(tx.conn, tx.at, bed_id=bed_id, limit=limit)
     for row in rows:
         booking_id, lapsed_at = row["id"], row["lapsed_at"]

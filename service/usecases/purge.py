@@ -9,10 +9,7 @@ from datetime import timedelta
 from service.queries import idempotency
 from service.queries import purge as purge_queries
 from service.usecases.tx import Tx
-from service.vocab import TERMINAL_STATUSES, AuditAction, ObjectType
-
-# What an erasure empties; the audit row names them (never their values, which are gone).
-PERSONAL_FIELDS = ("person_ref", "officer_collar", "notes")
+from service.vocab import PERSONAL_FIELDS, TERMINAL_STATUSES, AuditAction, ObjectType
 
 
 @dataclass(frozen=True)

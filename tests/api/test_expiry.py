@@ -10,7 +10,7 @@ from service.db import Pool
 from service.jobs import sweep_once
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
-from tests.support.world import World, new_key
+from tests.support.world import World, new_key, unique
 
 
 async def _status_in_db(db: Pool, booking_id: str) -> str:
@@ -142,3 +142,38 @@ async def test_the_background_job_expires_holds_with_no_request(
     while await _status_in_db(db, booking["id"]) != "expired":
         assert time.monotonic() < deadline, "the expiry job never ran"
         await asyncio.sleep(0.05)
+
+
+async def test_a_lapsed_hold_written_off_by_another_forces_hold_is_the_systems_doing(
+    world: World, clock: ManualClock, db: Pool
+) -> None:
+    """Whoever claims the bed next writes the lapsed hold off in its own transaction, but the
+    history and the audit name the service, never that other force or its key."""
+    site = await world.site()
+    await world.bed(site["id"])
+    first = await world.book(site["id"], clock.now())
+    other_force = unique("f")
+    made = await world.api.post(
+        "/v1/forces", {"code": other_force, "name": "Other"}, key=world.admin
+    )
+    assert made.status == 201
+    other_officer = await new_key(world.api, world.admin, role="officer", force=other_force)
+    clock.advance(seconds=901)
+    await world.book(site["id"], clock.now(), key=other_officer)
+    history = (await world.api.get(f"/v1/bookings/{first['id']}", key=world.officer)).body[
+        "history"
+    ]
+    assert history[-1]["action"] == "expire"
+    assert history[-1]["by"] == "system"
+    async with db.acquire() as conn:
+        expired = await conn.fetch(
+            "SELECT role, api_key_id, scope FROM audit WHERE object_id = $1 AND action = 'expire'",
+            first["id"],
+        )
+        transition = await conn.fetchrow(
+            "SELECT actor, api_key_id FROM booking_transition"
+            " WHERE booking_id = $1::uuid AND action = 'expire'",
+            first["id"],
+        )
+    assert [dict(r) for r in expired] == [{"role": "system", "api_key_id": None, "scope": None}]
+    assert dict(transition) == {"actor": "system", "api_key_id": None}

@@ -231,3 +231,26 @@ async def test_rate_limited_searches_reach_the_search_log(
             world.force,
         )
     assert [r["refused_before"] for r in logged] == [0, 4]
+
+
+async def test_a_search_refused_for_its_input_keeps_the_rate_limited_count(
+    world: World, make_api: AppFactory, clock: ManualClock, db: Pool
+) -> None:
+    """The count of refused searches rides on the next search that runs: one answered 400 in
+    between does not swallow it."""
+    api = await make_api(settings_overrides={"rate_limit_searches_per_minute": 1})
+    assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
+    for _ in range(3):
+        assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 429
+    clock.advance(seconds=60)
+    past = {"end": clock.now() - timedelta(hours=1), "gender": "female"}
+    assert (await api.get("/v1/availability", key=world.officer, params=past)).status == 400
+    clock.advance(seconds=60)
+    assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
+    async with db.acquire() as conn:
+        logged = await conn.fetch(
+            "SELECT s.refused_before FROM search s JOIN api_key k ON k.id = s.api_key_id"
+            " WHERE k.force_code = $1 ORDER BY s.id",
+            world.force,
+        )
+    assert [r["refused_before"] for r in logged] == [0, 3]
