@@ -10,10 +10,14 @@ import asyncpg
 
 from service.db import Connection
 
-# Each filter is optional; the planner sees the values given (custom plans), so an object or a
-# key filter reads audit_object_idx or audit_key_idx, a time window audit_at_idx, and none
-# walks the primary key in id order. The id is a string in the API (a bigint outgrows the
-# integers JSON readers keep exactly).
+# Each filter is optional. A generic plan (which a prepared statement may switch to after a
+# few calls) could serve `$1 IS NULL OR ...` only by walking the primary key and filtering,
+# through a table that grows with every booking read; so each call is planned for its own
+# values (PLAN_EACH_CALL): an object filter reads audit_object_idx, a key filter
+# audit_key_idx, in id order (tests/integration/test_query_plans.py). The id is a string in
+# the API (a bigint outgrows the integers JSON readers keep exactly).
+PLAN_EACH_CALL = "SET LOCAL plan_cache_mode = force_custom_plan"
+
 LIST = """
 SELECT id::text AS id, at, api_key_id AS key_id, role, scope, request_id, action, object_type,
        object_id, fields
@@ -40,4 +44,7 @@ async def list_page(
     after: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST, object_type, object_id, key_id, since, until, after, limit)
+    # Its own transaction (a savepoint inside one), so the setting ends with this read.
+    async with conn.transaction():
+        await conn.execute(PLAN_EACH_CALL)
+        return await conn.fetch(LIST, object_type, object_id, key_id, since, until, after, limit)

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from service.migrate import migrate
-from service.queries import allocations, availability, bookings, records
+from service.queries import allocations, audit, availability, bookings, records
 
 # Per bed, this many past stays: enough history that reading the ledger in full is the
 # expensive choice, as it is in production.
@@ -201,3 +201,42 @@ async def test_the_free_bed_rule_reads_live_claims_only(ledger: asyncpg.Connecti
         if (used := await _ledger_indexes(conn, sql, *args)) - LIVE_ONLY or not used
     }
     assert wrong == {}, f"these read the ledger beyond its live claims: {wrong}"
+
+
+async def test_the_audit_log_is_read_through_its_indexes(ledger: asyncpg.Connection) -> None:
+    """GET /v1/audit plans each call for its own filters (audit.PLAN_EACH_CALL): the rows of a
+    booking or a key that appear rarely, late in a long log, come from an index, never from a
+    walk of the whole log in id order (all a generic plan could do with optional filters)."""
+    conn = ledger
+    rare_key = UUID("00000000-0000-0000-0000-000000000999")
+    await conn.execute(
+        """
+        INSERT INTO audit (at, api_key_id, role, action, object_type, object_id)
+        SELECT now(),
+               CASE WHEN g > 59990 THEN $1::uuid
+                    ELSE ('00000000-0000-0000-0000-' || lpad((g % 50)::text, 12, '0'))::uuid END,
+               'officer', 'read', 'booking',
+               CASE WHEN g > 59990 THEN 'rare' ELSE (g % 20)::text END
+        FROM generate_series(1, 60000) g
+        """,
+        rare_key,
+    )
+    await conn.execute("ANALYZE audit")
+    filters = {
+        "a booking": ("booking", "rare", None),
+        "a key": (None, None, rare_key),
+        "a booking and a key": ("booking", "rare", rare_key),
+    }
+    walks = {}
+    for name, (object_type, object_id, key_id) in filters.items():
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        statement = await conn.prepare("EXPLAIN (FORMAT JSON) " + audit.LIST)
+        (raw,) = await statement.fetchrow(object_type, object_id, key_id, None, None, None, 51)
+        await conn.execute("RESET plan_cache_mode")
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+        walks[name] = {
+            node.get("Index Name") or node["Node Type"]
+            for node in _nodes(plan)
+            if node.get("Relation Name") == "audit"
+        } & {"audit_pkey", "Seq Scan"}
+    assert walks == {name: set() for name in filters}
