@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     rate_limit_searches_per_minute: int = Field(default=600, ge=0, le=1_000_000)
     rate_limit_writes_per_minute: int = Field(default=300, ge=0, le=1_000_000)
 
+    # Webhooks (issue 9). Private, loopback, link-local and metadata addresses are refused as
+    # webhook targets unless this is set (development and tests only: refused in production).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries back off exponentially from the base to the cap, with full jitter, until the
+    # event has been tried for WEBHOOK_GIVE_UP_HOURS (at least 24).
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    webhook_give_up_hours: float = Field(default=25.0, ge=24, le=24 * 14)
+    # How long a dispatcher's claim on a subscription lasts: longer than one attempt, so a
+    # killed process's delivery is taken up again soon after.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    webhook_delivery_retention_days: int = Field(default=30, ge=1, le=3650)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
@@ -57,6 +72,10 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if self.webhook_retry_base_seconds > self.webhook_retry_max_seconds:
+            raise ValueError("WEBHOOK_RETRY_BASE_SECONDS must not exceed WEBHOOK_RETRY_MAX_SECONDS")
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError("WEBHOOK_LEASE_SECONDS must exceed WEBHOOK_TIMEOUT_SECONDS")
         if self.hold_cap_per_key > self.hold_cap_per_force:
             raise ValueError("HOLD_CAP_PER_KEY must not exceed HOLD_CAP_PER_FORCE")
         if self.environment == "production":
@@ -64,6 +83,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "DATABASE_URL is required in production "
                     "(the embedded PostgreSQL is for development and tests)"
+                )
+            if self.webhook_allow_private:
+                raise ValueError(
+                    "WEBHOOK_ALLOW_PRIVATE must be false in production: webhooks must not reach "
+                    "the service's own network"
                 )
             if self.seed_demo:
                 raise ValueError(

@@ -105,6 +105,7 @@ class ObjectType(StrEnum):
     BED = "bed"
     BLOCK = "block"
     BOOKING = "booking"
+    WEBHOOK = "webhook"
 
 
 class AuditAction(StrEnum):
@@ -140,3 +141,18 @@ class AvailabilityCause(StrEnum):
     BOOKING_HELD = "booking_held"
     BOOKING_EXTENDED = "booking_extended"
     BOOKING_RELEASED = "booking_released"
+
+
+class WebhookStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+class DeliveryOutcome(StrEnum):
+    """What one webhook delivery attempt led to."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GAVE_UP = "gave_up"
+    DISABLED = "disabled"

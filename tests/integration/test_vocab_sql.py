@@ -20,12 +20,14 @@ from service.vocab import (
     AuditAction,
     BookingMode,
     BookingStatus,
+    DeliveryOutcome,
     EventType,
     Gender,
     ObjectType,
     Role,
     RoomType,
     SiteStatus,
+    WebhookStatus,
 )
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
@@ -121,6 +123,10 @@ COLUMN_CHECKS: list[tuple[str, str, frozenset[str]]] = [
     ("audit", "action", frozenset(AuditAction)),
     ("audit", "object_type", frozenset(ObjectType)),
     ("audit", "role", frozenset({*Role, "system", "cli"})),
+    ("webhook", "event_types", frozenset(EventType)),
+    ("webhook", "role", frozenset(Role)),
+    ("webhook", "status", frozenset(WebhookStatus)),
+    ("webhook_delivery", "outcome", frozenset(DeliveryOutcome)),
 ]
 
 

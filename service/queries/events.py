@@ -1,0 +1,98 @@
+"""The event feed: committed events in feed order, (tx, id), as each scope may read them.
+
+Only events of transactions older than every transaction still in progress are read
+(sql/0010_feed_and_webhooks.sql says why): an event that commits late is never passed over.
+One statement per scope, so each is planned through its own index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from service.db import Connection
+
+# Every event (admins).
+ALL = """
+SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+       e.force_code, e.provider_id, e.data
+FROM event e
+WHERE (e.tx, e.id) > ($1::text::xid8, $2::bigint)
+  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
+ORDER BY e.tx, e.id
+LIMIT $4
+"""
+
+# A force's bookings' events and every site's availability changes (officers): two index
+# walks from the position, merged.
+FORCE = """
+SELECT * FROM (
+    (SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+       e.force_code, e.provider_id, e.data
+     FROM event e
+     WHERE e.force_code = $5
+       AND (e.force_code, e.tx, e.id) > ($5, $1::text::xid8, $2::bigint)
+       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
+     ORDER BY e.force_code, e.tx, e.id
+     LIMIT $4)
+    UNION ALL
+    (SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+       e.force_code, e.provider_id, e.data
+     FROM event e
+     WHERE e.type = 'site.availability_changed'
+       AND (e.tx, e.id) > ($1::text::xid8, $2::bigint)
+       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
+     ORDER BY e.tx, e.id
+     LIMIT $4)
+) AS merged
+ORDER BY tx::xid8, id
+LIMIT $4
+"""
+
+# The events of a provider's sites: their bookings and their availability (providers).
+PROVIDER = """
+SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+       e.force_code, e.provider_id, e.data
+FROM event e
+WHERE e.provider_id = $5
+  AND (e.provider_id, e.tx, e.id) > ($5, $1::text::xid8, $2::bigint)
+  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
+ORDER BY e.provider_id, e.tx, e.id
+LIMIT $4
+"""
+
+# Where a new reader or subscription starts when it asks for "from now on": the feed's end.
+HEAD = """
+SELECT coalesce(max(tx), pg_snapshot_xmin(pg_current_snapshot()))::text AS tx,
+       coalesce(max(id), 0) AS id
+FROM event
+WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+"""
+
+# A position before every event.
+START: tuple[str, int] = ("0", 0)
+
+
+async def page(
+    conn: Connection,
+    *,
+    after: tuple[str, int] | None,
+    limit: int,
+    force_code: str | None = None,
+    provider_id: UUID | None = None,
+    types: Sequence[str] | None = None,
+) -> list[asyncpg.Record]:
+    """Committed events after `after` (a (tx, id) position; None: from the start), in feed
+    order, for one scope: a force (officers), a provider, or everything (neither given)."""
+    tx, event_id = after or START
+    wanted = None if types is None else list(types)
+    if force_code is not None:
+        return await conn.fetch(FORCE, tx, event_id, wanted, limit, force_code)
+    if provider_id is not None:
+        return await conn.fetch(PROVIDER, tx, event_id, wanted, limit, provider_id)
+    return await conn.fetch(ALL, tx, event_id, wanted, limit)
