@@ -14,6 +14,7 @@ from service.db import create_pool, pool_state, resolve_dsn
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
 from service.jobs import expiry_job
+from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
     authenticate,
@@ -35,8 +36,9 @@ MAX_BODY_BYTES = 64 * 1024
 def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def database(app: web.Application) -> AsyncIterator[None]:
         settings = app[keys.SETTINGS]
+        app[keys.DSN] = dsn or await resolve_dsn(settings)
         pool = await create_pool(
-            dsn or await resolve_dsn(settings),
+            app[keys.DSN],
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
         )
@@ -97,6 +99,10 @@ def create_app(
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_plain_server_header)
     app.cleanup_ctx.append(_database(dsn))
+    # After the database (it connects to the same DSN); long polls are let go at shutdown, so
+    # they do not hold the graceful stop for up to their whole wait.
+    app.cleanup_ctx.append(event_listener)
+    app.on_shutdown.append(release_waiters)
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)
     add_routes(app)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from service.db import Connection, Pool
     from service.domain.access import Principal
     from service.domain.stays import Policy
+    from service.listener import EventListener
     from service.metrics import Metrics
     from service.ratelimit import RateLimiter
 
@@ -25,6 +26,10 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+# The DSN the pool was opened with, once resolved: the event listener connects to the same.
+DSN: web.AppKey[str] = web.AppKey("dsn")
+# The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.
+EVENT_LISTENER: web.AppKey[EventListener] = web.AppKey("event_listener")
 
 
 class BookingReplay(Protocol):

@@ -74,6 +74,17 @@ FROM event
 WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
 """
 
+# What the event listener watches: the transaction of the newest event readers can see (it
+# grows whenever a reader could read more: an event that becomes readable belongs to a
+# transaction that was still running, so newer than every readable one), and whether committed
+# events are held back behind a transaction still running (readable once it ends, which
+# notifies no one when it wrote no events).
+WATCH = """
+SELECT (SELECT max(e.tx) FROM event e WHERE e.tx < s.xmin)::text AS head,
+       EXISTS (SELECT 1 FROM event e WHERE e.tx >= s.xmin) AS held_back
+FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS s
+"""
+
 # A position before every event.
 START: tuple[str, int] = ("0", 0)
 
@@ -96,3 +107,10 @@ async def page(
     if provider_id is not None:
         return await conn.fetch(PROVIDER, tx, event_id, wanted, limit, provider_id)
     return await conn.fetch(ALL, tx, event_id, wanted, limit)
+
+
+async def watch(conn: Connection) -> tuple[str | None, bool]:
+    """(the newest readable event's transaction or None, whether events are held back)."""
+    row = await conn.fetchrow(WATCH)
+    assert row is not None
+    return row["head"], row["held_back"]
