@@ -24,6 +24,7 @@ from service.vocab import (
     AuditAction,
     BookingMode,
     BookingStatus,
+    EventType,
     Gender,
     ObjectType,
     Role,
@@ -533,3 +534,42 @@ class BookingListQuery(PageQuery):
 
 class Health(Out):
     status: str
+
+
+# --- the event feed --------------------------------------------------------------------------
+
+
+def _type_list(value: object) -> object:
+    """`types=booking.held,booking.confirmed`: a comma list, each named once."""
+    if not isinstance(value, str):
+        return value
+    names = value.split(",")
+    if len(set(names)) != len(names):
+        raise ValueError("types must not repeat a value")
+    return names
+
+
+class EventQuery(Query):
+    after: str | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    # Seconds to wait for an event when there is none yet (a long poll); 0 answers at once.
+    wait: float = Field(default=0, ge=0, le=30, allow_inf_nan=False)
+    types: Annotated[list[EventType], BeforeValidator(_type_list), Field(min_length=1)] | None = (
+        None
+    )
+
+
+class Event(Out):
+    # A string: the ids outgrow the integers a JSON reader keeps exactly.
+    id: str
+    type: EventType
+    occurred_at: datetime
+    booking_id: UUID | None
+    site_id: UUID | None
+    data: dict[str, Any]
+
+
+class EventPage(Out):
+    items: list[Event]
+    # Always present: where the next read starts (`after=next_cursor`).
+    next_cursor: str

@@ -1,0 +1,67 @@
+"""Reading the event feed: committed events in feed order, as the caller's role may see them.
+
+Officers read their force's booking events and every site's availability changes; providers
+the events of their own sites; admins everything. An officer sees only which site a
+`site.availability_changed` concerns, not its cause: the cause can give away another force's
+booking at that site. Reading the feed is not audited: events hold no personal values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from service.domain.access import Principal
+from service.queries import events
+from service.usecases.tx import Tx
+from service.vocab import EventType, Role
+
+# A feed position: (the writing transaction's id as text, the event's id).
+Position = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """Events after the position asked for, and where the next read starts (the last event's
+    position, or the one asked for when there were none)."""
+
+    items: list[dict[str, Any]]
+    position: Position
+
+
+def event_view(row: Mapping[str, Any] | asyncpg.Record, who: Principal) -> dict[str, Any]:
+    """An event as `who` may see it: the feed item and a webhook's payload alike."""
+    data = row["data"]
+    if who.role == Role.OFFICER and row["type"] == EventType.SITE_AVAILABILITY_CHANGED:
+        data = {"site_id": data["site_id"]}
+    return {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "occurred_at": row["occurred_at"],
+        "booking_id": row["booking_id"],
+        "site_id": row["site_id"],
+        "data": data,
+    }
+
+
+async def read_feed(
+    tx: Tx, after: Position | None, limit: int, types: Sequence[EventType] | None
+) -> FeedPage:
+    """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
+    all), in the caller's scope."""
+    who = tx.caller
+    rows = await events.page(
+        tx.conn,
+        after=after,
+        limit=limit,
+        force_code=who.force_code if who.role == Role.OFFICER else None,
+        provider_id=who.provider_id if who.role == Role.PROVIDER else None,
+        types=None if types is None else [str(t) for t in types],
+    )
+    if not rows:
+        return FeedPage([], after or events.START)
+    last = rows[-1]
+    return FeedPage([event_view(row, who) for row in rows], (last["tx"], last["id"]))
