@@ -1,0 +1,400 @@
+"""GET /v1/events (issue 9 item 1): the event feed, scoped per role, paged by an opaque cursor
+that is always given, and long-polled with `wait` without holding a database connection.
+
+The database is shared by the session's tests, so each test reads from the feed's end as it
+was when the test began (the HEAD position, made into a cursor as the service makes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from service import keys, paging
+from service import listener as listener_module
+from service.db import Pool, pool_state
+from service.listener import EventListener
+from service.queries import events as event_queries
+from tests.conftest import AppFactory
+from tests.support.api import Api, Reply
+from tests.support.clock import ManualClock
+from tests.support.world import World, new_key, unique
+
+BOOKING_DATA = {"booking_id", "status", "site_id", "force", "bed_id", "start", "end"}
+
+
+async def head(db: Pool) -> str:
+    """A cursor at the feed's end now: what follows is what this test does."""
+    async with db.acquire() as conn:
+        row = await conn.fetchrow(event_queries.HEAD)
+    assert row is not None
+    return paging.encode(row["tx"], row["id"])
+
+
+async def settled(db: Pool) -> None:
+    """Until no committed event is held back: a writing transaction anywhere on the server
+    (other databases' too: transaction ids are the server's) holds the feed back a moment."""
+
+    async def clear() -> bool:
+        async with db.acquire() as conn:
+            _, held_back = await event_queries.watch(conn)
+        return not held_back
+
+    await until(clear)
+
+
+async def feed(api: Api, key: str, **params: Any) -> Reply:
+    reply = await api.get("/v1/events", key=key, params=params)
+    assert reply.status == 200, reply.body
+    assert isinstance(reply.body["next_cursor"], str)
+    return reply
+
+
+async def read_to_end(api: Api, key: str, after: str, **params: Any) -> list[dict[str, Any]]:
+    """Every event after `after`, following next_cursor until a page comes back empty."""
+    await settled(api.client.server.app[keys.POOL])
+    items: list[dict[str, Any]] = []
+    cursor = after
+    for _ in range(1000):
+        reply = await feed(api, key, after=cursor, **params)
+        if not reply.body["items"]:
+            assert reply.body["next_cursor"] == cursor  # nothing read: the same position
+            return items
+        items += reply.body["items"]
+        cursor = reply.body["next_cursor"]
+    raise AssertionError("the feed did not end")
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], seconds: float = 10) -> None:
+    """Poll `check` until it holds, failing after `seconds` (state, not sleeps, decides)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+def listener_of(api: Api) -> EventListener:
+    return api.client.server.app[keys.EVENT_LISTENER]
+
+
+async def second_force(world: World) -> tuple[str, str]:
+    code = unique("f")
+    reply = await world.api.post("/v1/forces", {"code": code, "name": code}, key=world.admin)
+    assert reply.status == 201, reply.body
+    return code, await new_key(world.api, world.admin, role="officer", force=code)
+
+
+async def test_each_role_reads_only_its_scope(world: World, db: Pool, clock: ManualClock) -> None:
+    other_force, other_officer = await second_force(world)
+    start = await head(db)
+    site = await world.site()
+    await world.bed(site["id"])
+    other_site = await world.site(key=world.other_provider)
+    await world.bed(other_site["id"], key=world.other_provider)
+    ours = await world.book(site["id"], clock.now() + timedelta(hours=1))
+    theirs = await world.book(other_site["id"], clock.now() + timedelta(hours=1), key=other_officer)
+    sites = {site["id"], other_site["id"]}
+
+    def bookings(items: list[dict[str, Any]]) -> set[str]:
+        return {i["booking_id"] for i in items if i["booking_id"] is not None}
+
+    def site_events(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            i for i in items if i["type"] == "site.availability_changed" and i["site_id"] in sites
+        ]
+
+    admin = await read_to_end(world.api, world.admin, start)
+    assert bookings(admin) >= {ours["id"], theirs["id"]}
+    # bed_added and booking_held at each site, with their causes.
+    assert (
+        sorted(e["data"]["cause"] for e in site_events(admin))
+        == ["bed_added"] * 2 + ["booking_held"] * 2
+    )
+    ids = [int(i["id"]) for i in admin]
+    assert len(set(ids)) == len(ids)
+
+    officer = await read_to_end(world.api, world.officer, start)
+    assert bookings(officer) == {ours["id"]}
+    assert {i["type"] for i in officer if i["booking_id"]} == {"booking.held"}
+    # Every site's availability changes, but only which site: never the cause.
+    assert len(site_events(officer)) == 4
+    assert all(e["data"] == {"site_id": e["site_id"]} for e in site_events(officer))
+    assert all(
+        i["data"]["force"] == world.force for i in officer if i["type"].startswith("booking.")
+    )
+    assert bookings(await read_to_end(world.api, other_officer, start)) == {theirs["id"]}
+
+    provider = await read_to_end(world.api, world.provider, start)
+    assert bookings(provider) == {ours["id"]}
+    assert {i["site_id"] for i in provider} == {site["id"]}
+    assert sorted(e["data"]["cause"] for e in site_events(provider)) == [
+        "bed_added",
+        "booking_held",
+    ]
+    other_provider = await read_to_end(world.api, world.other_provider, start)
+    assert bookings(other_provider) == {theirs["id"]}
+    assert {i["site_id"] for i in other_provider} == {other_site["id"]}
+
+    # A booking event says what happened to which bed, when, for whom: never the person.
+    (held,) = [i for i in admin if i["booking_id"] == ours["id"]]
+    assert held["type"] == "booking.held"
+    assert set(held["data"]) == BOOKING_DATA
+    assert held["data"]["status"] == "held" and held["data"]["force"] == world.force
+    reply = await feed(world.api, world.admin, after=start)
+    for personal in ("REF-", "PC 1234", "Leeds Elland Road"):
+        assert personal not in reply.raw.decode()
+    assert other_force not in {i["data"].get("force") for i in officer}
+
+
+async def test_pages_follow_next_cursor_in_order(world: World, db: Pool) -> None:
+    start = await head(db)
+    site = await world.site()
+    for status in ["paused", "active"] * 3:
+        reply = await world.api.patch(
+            f"/v1/sites/{site['id']}", {"status": status}, key=world.provider
+        )
+        assert reply.status == 200, reply.body
+    await settled(db)
+    whole = await feed(world.api, world.provider, after=start, limit=500)
+    assert len(whole.body["items"]) == 6
+
+    pages = []
+    cursor = start
+    while True:
+        reply = await feed(world.api, world.provider, after=cursor, limit=4)
+        if not reply.body["items"]:
+            break
+        pages.append(reply.body["items"])
+        cursor = reply.body["next_cursor"]
+    assert [len(p) for p in pages] == [4, 2]
+    assert [i for p in pages for i in p] == whole.body["items"]
+    ids = [int(i["id"]) for i in whole.body["items"]]
+    assert ids == sorted(ids)
+    # The last cursor stays where it is while nothing new comes, and picks up what does.
+    again = await feed(world.api, world.provider, after=cursor)
+    assert again.body == {"items": [], "next_cursor": cursor}
+    await world.api.patch(f"/v1/sites/{site['id']}", {"status": "paused"}, key=world.provider)
+    await settled(db)
+    (latest,) = (await feed(world.api, world.provider, after=cursor)).body["items"]
+    assert int(latest["id"]) > ids[-1]
+
+    # Without `after`, from the oldest event; a type filter keeps the order.
+    first = await feed(world.api, world.admin, limit=1)
+    assert len(first.body["items"]) == 1
+    filtered = await feed(world.api, world.provider, after=start, types="booking.held")
+    assert filtered.body["items"] == []
+    only = await feed(
+        world.api, world.provider, after=start, types="booking.held,site.availability_changed"
+    )
+    assert only.body["items"] == [*whole.body["items"], latest]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"after": "not a cursor"}, "after"),
+        ({"after": paging.encode("x", "1")}, "after"),
+        ({"after": paging.encode("1")}, "after"),
+        ({"after": paging.encode("1", "-1")}, "after"),
+        ({"after": paging.encode(2**64, 1)}, "after"),
+        ({"after": paging.encode("1", 2**63)}, "after"),
+        ({"after": paging.encode("2030-01-01T00:00:00+00:00", "6f1b5c36")}, "after"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"wait": 31}, "wait"),
+        ({"wait": -1}, "wait"),
+        ({"wait": "nan"}, "wait"),
+        ({"types": "booking.held,booking.held"}, "types"),
+        ({"types": "booking.nothing"}, "types.0"),
+        ({"cursor": paging.encode("1", "1")}, "cursor"),
+    ],
+)
+async def test_bad_parameters_are_400_naming_them(
+    world: World, params: dict[str, Any], field: str
+) -> None:
+    reply = await world.api.get("/v1/events", key=world.officer, params=params)
+    assert reply.status == 400, reply.body
+    assert reply.field_names() == {field}, reply.body
+
+
+async def test_a_long_poll_answers_as_soon_as_an_event_in_scope_commits(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    site = await world.site()
+    await world.bed(site["id"])
+    start = await head(db)
+    listener = listener_of(world.api)
+    await until(lambda: listener.connected)
+    began = time.monotonic()
+    poll = asyncio.create_task(
+        feed(world.api, world.officer, after=start, wait=25, types="booking.held")
+    )
+    await until(lambda: listener.waiting == 1)
+    # A change out of scope or of another type wakes the reader, which waits on.
+    await world.api.patch(f"/v1/sites/{site['id']}", {"status": "paused"}, key=world.provider)
+    await world.api.patch(f"/v1/sites/{site['id']}", {"status": "active"}, key=world.provider)
+    await until(lambda: listener.waiting == 1)
+    assert not poll.done()
+
+    changed = time.monotonic()
+    booking = await world.book(site["id"], clock.now() + timedelta(hours=1))
+    reply = await asyncio.wait_for(poll, 10)
+    answered = time.monotonic()
+    assert [i["booking_id"] for i in reply.body["items"]] == [booking["id"]]
+    assert answered - changed < 5, answered - changed
+    assert answered - began < 15
+
+
+async def test_a_long_poll_with_something_to_read_answers_at_once(world: World, db: Pool) -> None:
+    site = await world.site()
+    start = await head(db)
+    await world.bed(site["id"])
+    began = time.monotonic()
+    reply = await feed(world.api, world.provider, after=start, wait=25)
+    assert len(reply.body["items"]) == 1
+    assert time.monotonic() - began < 5
+    # And one with nothing comes back empty when its wait runs out, its cursor unchanged.
+    began = time.monotonic()
+    empty = await feed(world.api, world.provider, after=reply.body["next_cursor"], wait=0.3)
+    assert empty.body == {"items": [], "next_cursor": reply.body["next_cursor"]}
+    assert 0.3 <= time.monotonic() - began < 5
+
+
+LONG_POLLS = 500
+
+
+async def test_500_long_polls_hold_no_connection_and_all_wake(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    site = await world.site()
+    await world.bed(site["id"])
+    start = await head(db)
+    app = world.api.client.server.app
+    listener = app[keys.EVENT_LISTENER]
+    pool = app[keys.POOL]
+    await until(lambda: listener.connected)
+    url = str(world.api.client.make_url("/v1/events"))
+    params = {"after": start, "wait": "20", "types": "booking.held"}
+    headers = {"Authorization": f"Bearer {world.officer}"}
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=40)
+    ) as session:
+
+        async def poll() -> tuple[int, dict[str, Any]]:
+            async with session.get(url, params=params, headers=headers) as resp:
+                return resp.status, json.loads(await resp.read())
+
+        polls = [asyncio.create_task(poll()) for _ in range(LONG_POLLS)]
+        try:
+            await until(lambda: listener.waiting == LONG_POLLS, seconds=20)
+            # Every one of them is parked, and none holds a pooled connection.
+            state = pool_state(pool)
+            assert state is not None
+            assert state["waiting_acquirers"] == 0, state
+            assert state["connections_in_use"] <= 1, state
+            assert state["connections_max"] == 20
+
+            began = time.monotonic()
+            forces = await world.api.get("/v1/forces", key=world.admin)
+            assert forces.status == 200
+            assert time.monotonic() - began < 1
+            metrics = (await world.api.get("/metrics")).raw.decode()
+            assert "pos_db_pool_waiting_acquirers 0.0" in metrics
+            assert all(not p.done() for p in polls)
+
+            changed = time.monotonic()
+            booking = await world.book(site["id"], clock.now() + timedelta(hours=1))
+            done = await asyncio.wait_for(asyncio.gather(*polls), 15)
+            woke = time.monotonic() - changed
+        finally:
+            for p in polls:
+                p.cancel()
+    assert woke < 10, woke
+    assert {status for status, _ in done} == {200}
+    assert all([i["booking_id"] for i in body["items"]] == [booking["id"]] for _, body in done)
+    assert listener.waiting == 0
+
+
+async def test_the_listener_reconnects_and_readers_fall_back_meanwhile(
+    world: World,
+    db: Pool,
+    clock: ManualClock,
+    log_output: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = await world.site()
+    await world.bed(site["id"])
+    listener = listener_of(world.api)
+    await until(lambda: listener.connected)
+    start = await head(db)
+    # Kept down for 2 s after the loss: long enough to show readers do without it.
+    monkeypatch.setattr(listener_module, "RETRY_FIRST_SECONDS", 2.0)
+
+    async with db.acquire() as conn:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'places-of-safety-listener'"
+            " AND datname = current_database()"
+        )
+    assert killed == 1
+    await until(lambda: not listener.connected)
+    poll = asyncio.create_task(
+        feed(world.api, world.officer, after=start, wait=20, types="booking.held")
+    )
+    await until(lambda: listener.waiting == 1)
+    booking = await world.book(site["id"], clock.now() + timedelta(hours=1))
+    changed = time.monotonic()
+    assert not listener.connected  # no notification can come: the reader re-reads each second
+    reply = await asyncio.wait_for(poll, 10)
+    assert [i["booking_id"] for i in reply.body["items"]] == [booking["id"]]
+    assert time.monotonic() - changed < 2.5
+
+    await until(lambda: listener.connected, seconds=10)
+    logged = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    mine = [e for e in logged if e.get("logger") == "service.listener" or "listener" in e["event"]]
+    assert [(e["event"], e["level"]) for e in mine] == [
+        ("event listener lost its connection", "warning"),
+        ("event listener connected", "info"),
+    ]
+
+
+async def test_shutdown_lets_long_polls_go(make_api: AppFactory, db: Pool, world: World) -> None:
+    api = await make_api()
+    listener = listener_of(api)
+    start = await head(db)
+    url = str(api.client.make_url("/v1/events"))
+    params = {"after": start, "wait": "30", "types": "booking.no_show"}
+    headers = {"Authorization": f"Bearer {world.officer}"}
+
+    async def poll_once() -> dict[str, Any]:
+        # A session of its own: closing the test client would close its session first.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, params=params, headers=headers) as resp,
+        ):
+            assert resp.status == 200
+            body: dict[str, Any] = json.loads(await resp.read())
+            return body
+
+    poll = asyncio.create_task(poll_once())
+    await until(lambda: listener.waiting == 1)
+    began = time.monotonic()
+    closing = asyncio.create_task(api.client.server.close())
+    reply = await asyncio.wait_for(poll, 10)
+    await asyncio.wait_for(closing, 10)
+    assert reply == {"items": [], "next_cursor": start}
+    assert time.monotonic() - began < 5
