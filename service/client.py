@@ -135,9 +135,6 @@ OPERATIONS: Final[dict[str, tuple[str, str]]] = {
 }
 
 PROBLEM_BASE = "urn:places-of-safety:problem:"
-# The service holds a long poll at most 30 s; a request waits this much longer for the answer.
-_POLL_MARGIN_SECONDS = 15.0
-_FEED_BACKOFF_MAX_SECONDS = 30.0
 
 M = TypeVar("M", bound=BaseModel)
 Id = UUID | str
@@ -699,13 +696,14 @@ class Client:
 class EventStream:
     """The feed as an endless async iterator of Events, long-polling `GET /v1/events`.
 
-    `cursor` is where to resume so that nothing you have handled is missed: it moves to a
-    page's `next_cursor` once you come back for the event after that page's last one. Save it
-    after handling an event, resume with `client.events(after=saved)`: delivery is at least
-    once (up to a page may come again after a crash), so skip event ids already seen.
+    `cursor` is where to resume (`client.events(after=cursor)`) to get every event after the
+    last one this stream has handed you, so save it once you have handled that event. Within
+    a page it stays at the page's start (the feed's cursor is per page), so a resumed stream
+    may see some events again: delivery is at least once; skip an `event.id` already handled.
 
-    A dropped connection, a timeout, a 5xx or a 429 is waited out and the poll resumes from
-    `cursor`; any other ApiError (a bad key, a cursor the service did not issue) is raised.
+    A dropped connection, a timeout, a 5xx or a 429 that outlasts the client's retries is
+    waited out (the client's Retry backoff, at least Retry-After) and the poll resumes from
+    where it was; any other ApiError (a bad key, a cursor the service did not issue) is raised.
     """
 
     def __init__(
@@ -723,7 +721,7 @@ class EventStream:
         self._types = types
         self._limit = limit
         self._buffer: deque[Event] = deque()
-        self._page_end: str | None = None
+        self._page_end = after
         self._failures = 0
 
     def __aiter__(self) -> Self:
@@ -731,20 +729,23 @@ class EventStream:
 
     async def __anext__(self) -> Event:
         while not self._buffer:
-            if self._page_end is not None:
-                # Every event of the last page has been handed out and handled.
-                self.cursor, self._page_end = self._page_end, None
-            page = await self._poll()
+            page = await self._poll(self._page_end)
             self._buffer.extend(page.items)
             self._page_end = page.next_cursor
-        return self._buffer.popleft()
+            if not page.items:
+                self.cursor = page.next_cursor
+        event = self._buffer.popleft()
+        if not self._buffer:
+            # The page's last event: once it is handled, the whole page is.
+            self.cursor = self._page_end
+        return event
 
-    async def _poll(self) -> EventPage:
+    async def _poll(self, after: str | None) -> EventPage:
         while True:
             retry_after = None
             try:
                 page = await self._client.list_events(
-                    after=self.cursor, limit=self._limit, wait=self._wait, types=self._types
+                    after=after, limit=self._limit, wait=self._wait, types=self._types
                 )
             except (aiohttp.ClientConnectionError, TimeoutError):
                 pass
@@ -756,8 +757,7 @@ class EventStream:
                 self._failures = 0
                 return page
             self._failures += 1
-            pause = min(_FEED_BACKOFF_MAX_SECONDS, 0.5 * 2.0 ** min(self._failures, 6))
-            await asyncio.sleep(max(pause, retry_after or 0.0))
+            await asyncio.sleep(self._client.retry.delay(self._failures, retry_after))
 
 
 # --- webhooks received ----------------------------------------------------------------------------
