@@ -24,12 +24,14 @@ from service.vocab import (
     AuditAction,
     BookingMode,
     BookingStatus,
+    DeliveryOutcome,
     EventType,
     Gender,
     ObjectType,
     Role,
     RoomType,
     SiteStatus,
+    WebhookStatus,
 )
 
 # --- shared field types ------------------------------------------------------------------
@@ -536,7 +538,9 @@ class Health(Out):
     status: str
 
 
-# --- the event feed --------------------------------------------------------------------------
+# --- events and webhooks ---------------------------------------------------------------------
+# The shapes of issue 9 (the feed, webhook subscriptions and their deliveries), shared by the
+# handlers and by service/client.py.
 
 
 def _type_list(value: object) -> object:
@@ -560,7 +564,9 @@ class EventQuery(Query):
 
 
 class Event(Out):
-    # A string: the ids outgrow the integers a JSON reader keeps exactly.
+    """A feed item, and the body of a webhook delivery. Never personal fields."""
+
+    # A string: the event ids outgrow the integers a JSON reader keeps exactly.
     id: str
     type: EventType
     occurred_at: datetime
@@ -571,5 +577,41 @@ class Event(Out):
 
 class EventPage(Out):
     items: list[Event]
-    # Always present: where the next read starts (`after=next_cursor`).
+    # Always present: the position after the last item (or the same one when there were none).
     next_cursor: str
+
+
+class WebhookIn(Body):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000), _LINE]
+    event_types: list[EventType] = Field(min_length=1, max_length=len(EventType))
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Self:
+        _unique(list(self.event_types), "event_types")
+        return self
+
+
+class Webhook(Out):
+    id: UUID
+    url: str
+    event_types: list[EventType]
+    status: WebhookStatus
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class WebhookCreated(Webhook):
+    # Shown once, at creation; an Idempotency-Key replay shows null.
+    secret: str | None
+
+
+class Delivery(Out):
+    id: str
+    event_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    outcome: DeliveryOutcome
+    next_attempt_at: datetime | None
