@@ -24,11 +24,14 @@ from service.vocab import (
     AuditAction,
     BookingMode,
     BookingStatus,
+    DeliveryOutcome,
+    EventType,
     Gender,
     ObjectType,
     Role,
     RoomType,
     SiteStatus,
+    WebhookStatus,
 )
 
 # --- shared field types ------------------------------------------------------------------
@@ -533,3 +536,48 @@ class BookingListQuery(PageQuery):
 
 class Health(Out):
     status: str
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+def _distinct_types(types: list[EventType]) -> list[EventType]:
+    _unique([str(t) for t in types], "event_types")
+    return types
+
+
+class WebhookIn(Body):
+    # The URL's form and where it resolves to are checked by the use case (400 naming `url`).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000), _LINE]
+    event_types: Annotated[
+        list[EventType],
+        Field(min_length=1, max_length=len(EventType)),
+        AfterValidator(_distinct_types),
+    ]
+
+
+class WebhookOut(Out):
+    id: UUID
+    url: str
+    event_types: list[EventType]
+    status: WebhookStatus
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    # The signing secret: shown in the creating answer only (null on an idempotent replay).
+    secret: str | None
+
+
+class WebhookDelivery(Out):
+    # Strings: delivery and event ids outgrow the integers a JSON reader keeps exactly.
+    id: str
+    event_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    outcome: DeliveryOutcome
+    next_attempt_at: datetime | None
