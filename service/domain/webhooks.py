@@ -83,9 +83,9 @@ def refused_address(address: IPAddress | str) -> str | None:
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     inner = _embedded_ipv4(ip)
     if inner is not None:
+        # What a gateway (or a dual-stack socket) turns it into is what it reaches.
         why = refused_address(inner)
-        if why is not None:
-            return f"{why} (inside an IPv6 address)"
+        return None if why is None else f"{why} (inside an IPv6 address)"
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
