@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import math
 import secrets
@@ -100,7 +101,8 @@ class PublicOnlyResolver(AbstractResolver):
         found = await self._inner.resolve(host, port, family)
         public = [r for r in found if refused_address(r["host"].split("%", 1)[0]) is None]
         if not public:
-            raise OSError(f"{host} resolves only to addresses webhooks may not reach")
+            # With an errno, so aiohttp's connection error shows the reason.
+            raise OSError(errno.EACCES, f"{host} resolves only to addresses webhooks may not reach")
         return public
 
     async def close(self) -> None:

@@ -59,11 +59,12 @@ RETURNING id
 """
 
 DELIVERIES = """
-SELECT id::text AS id, event_id::text AS event_id, attempt, at, status_code, duration_ms, error,
-       outcome, next_attempt_at
-FROM webhook_delivery
-WHERE webhook_id = $1 AND ($2::bigint IS NULL OR id < $2)
-ORDER BY id DESC
+SELECT d.id::text AS id, d.event_id::text AS event_id, d.attempt, d.at, d.status_code,
+       d.duration_ms, d.error, d.outcome, d.next_attempt_at
+FROM webhook_delivery d
+WHERE d.webhook_id = $1 AND ($2::bigint IS NULL OR d.id < $2)
+-- The column, not the text the list shows: "10" sorts before "9".
+ORDER BY d.id DESC
 LIMIT $3
 """
 

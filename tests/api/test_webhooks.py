@@ -5,6 +5,7 @@ them. Delivery itself is tested in tests/integration/test_webhook_dispatch.py.""
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,18 @@ from tests.support.api import Api
 from tests.support.world import World, new_key, unique
 
 PRIVATE_OK = {"webhook_allow_private": True}
+
+
+@pytest.fixture(autouse=True)
+async def _no_subscription_outlives_its_test(db: Pool) -> AsyncIterator[None]:
+    """The session's database is shared: a test that runs the background jobs would dispatch
+    to what these tests subscribed (private and public addresses alike). Nothing is left
+    active for it."""
+    yield
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE webhook SET status = 'deleted' WHERE status <> 'deleted'")
+
+
 HOOK = "http://127.0.0.1:9/hook"
 TYPES = ["booking.confirmed", "booking.cancelled"]
 
