@@ -46,6 +46,10 @@ async def _create(api: Api, key: str, url: str = HOOK, **extra: Any) -> dict[str
     return created
 
 
+async def deliveries_of(api: Api, key: str, webhook_id: str) -> list[Any]:
+    return await api.all_items(f"/v1/webhooks/{webhook_id}/deliveries", key=key, limit=5)
+
+
 async def _audit(api: Api, admin: str, webhook_id: str) -> list[Any]:
     return await api.all_items(
         "/v1/audit", key=admin, params={"object_type": "webhook", "object_id": webhook_id}
@@ -256,32 +260,35 @@ async def test_the_delivery_log_is_newest_first_and_paged(make_api: AppFactory, 
     assert empty.status == 200 and empty.body == {"items": [], "next_cursor": None}
     at = datetime(2030, 1, 1, tzinfo=UTC)
     async with db.acquire() as conn:
-        for n in range(1, 4):
+        # Twelve attempts: past ten, so ids that sort as text ("10" < "9") would show.
+        for n in range(1, 13):
             await store.record(
                 conn,
                 webhook_id=hook["id"],
                 event_id=41,
                 attempt=n,
                 at=at + timedelta(seconds=n),
-                status_code=500 if n < 3 else 200,
+                status_code=500 if n < 12 else 200,
                 duration_ms=7,
                 error=None,
-                outcome="retry" if n < 3 else "delivered",
-                next_attempt_at=at + timedelta(seconds=10 * n) if n < 3 else None,
+                outcome="retry" if n < 12 else "delivered",
+                next_attempt_at=at + timedelta(seconds=10 * n) if n < 12 else None,
             )
     first = await api.get(
         f"/v1/webhooks/{hook['id']}/deliveries", key=world.officer, params={"limit": 2}
     )
-    assert [d["attempt"] for d in first.body["items"]] == [3, 2]
+    assert [d["attempt"] for d in first.body["items"]] == [12, 11]
     assert first.body["items"][0]["event_id"] == "41"
     assert first.body["items"][0]["outcome"] == "delivered"
+    assert first.body["items"][1]["next_attempt_at"] is not None
     rest = await api.get(
         f"/v1/webhooks/{hook['id']}/deliveries",
         key=world.officer,
         params={"limit": 2, "cursor": first.body["next_cursor"]},
     )
-    assert [d["attempt"] for d in rest.body["items"]] == [1]
-    assert rest.body["next_cursor"] is None
+    assert [d["attempt"] for d in rest.body["items"]] == [10, 9]
+    everything = await deliveries_of(api, world.officer, hook["id"])
+    assert [d["attempt"] for d in everything] == list(range(12, 0, -1))
     bad = await api.get(
         f"/v1/webhooks/{hook['id']}/deliveries", key=world.officer, params={"cursor": "abc"}
     )

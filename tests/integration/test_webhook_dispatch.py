@@ -212,6 +212,21 @@ async def expected_events(
     return [event_body(row, role) for row in rows]
 
 
+async def caught_up(db: Pool, within: float = 10) -> None:
+    """Wait until the feed shows every event written: it shows a transaction's events once no
+    older transaction is still running anywhere on the server (another database's too)."""
+    deadline = time.monotonic() + within
+    while True:
+        async with db.acquire() as conn:
+            hidden = await conn.fetchval(
+                "SELECT count(*) FROM event WHERE tx >= pg_snapshot_xmin(pg_current_snapshot())"
+            )
+        if hidden == 0:
+            return
+        assert time.monotonic() < deadline, "the feed never caught up"
+        await asyncio.sleep(0.05)
+
+
 async def deliveries(api: Api, key: str, webhook_id: str) -> list[dict[str, Any]]:
     return await api.all_items(f"/v1/webhooks/{webhook_id}/deliveries", key=key)
 
@@ -298,6 +313,7 @@ async def test_every_event_arrives_once_in_order_through_three_failures(
         hook = await subscribe(api, world.officer, receiver.url)
         began = await start_of(db, hook["id"])
         steps = await _scenario(world, clock, dispatcher.drain)
+        await caught_up(db)
         await dispatcher.drain()
         expected = await expected_events(db, began, force_code=world.force, role=Role.OFFICER)
 
@@ -348,6 +364,7 @@ async def test_a_410_disables_the_subscription(
         hook = await subscribe(api, world.provider, receiver.url)
         site = await world.site()
         await world.bed(site["id"])
+        await caught_up(db)
         await dispatcher.drain()
         assert len(receiver.answered) == 1
         shown = await api.get(f"/v1/webhooks/{hook['id']}", key=world.provider)
@@ -356,6 +373,7 @@ async def test_a_410_disables_the_subscription(
         # Later events, and time, send nothing more.
         await world.bed(site["id"])
         clock.advance(hours=2)
+        await caught_up(db)
         await dispatcher.drain()
     assert len(receiver.answered) == 1
     log = await deliveries(api, world.provider, hook["id"])
@@ -378,6 +396,7 @@ async def test_an_event_failing_for_the_give_up_time_is_skipped(
         hook = await subscribe(api, world.provider, receiver.url)
         site = await world.site()
         await world.bed(site["id"])
+        await caught_up(db)
         await dispatcher.round()
         began = clock.now()
         while clock.now() - began < timedelta(hours=25):
@@ -389,6 +408,7 @@ async def test_an_event_failing_for_the_give_up_time_is_skipped(
             await dispatcher.round()
         failing = False
         await world.bed(site["id"])
+        await caught_up(db)
         await dispatcher.drain()
     log = list(reversed(await deliveries(api, world.provider, hook["id"])))
     outcomes = [e["outcome"] for e in log]
@@ -420,6 +440,7 @@ async def test_targets_are_checked_again_when_sending(
         hooks = [await subscribe(api, world.provider, url) for url in (receiver.url, by_name)]
         site = await world.site()
         await world.bed(site["id"])
+        await caught_up(db)
         refusing = settings.model_copy(update={**FAST, "webhook_allow_private": False})
         async with driver(db, clock, refusing) as dispatcher:
             await dispatcher.round()
@@ -444,6 +465,7 @@ async def test_two_dispatchers_at_once_send_each_event_once(
         site = await world.site()
         for _ in range(4):
             await world.bed(site["id"])
+        await caught_up(db)
         for _ in range(5):
             await asyncio.gather(one.round(), two.round())
     by_hook: dict[str, list[str]] = {}
@@ -566,6 +588,7 @@ async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
             release.set()
             async with served(env, drain=True) as second:
                 await _hold_and_confirm(second.base, officer, site_id, 3)
+                await caught_up(pool)
                 async with pool.acquire() as c:
                     rows = await events.page(
                         c, after=began, limit=1000, force_code=force, types=HELD_CONFIRMED
