@@ -67,7 +67,7 @@ async def check_target(url: str, target: TargetRules, resolve: Resolver = resolv
     try:
         async with asyncio.timeout(RESOLVE_SECONDS):
             addresses = await resolve(host, port)
-    except (OSError, TimeoutError, UnicodeError):
+    except (OSError, TimeoutError, ValueError):  # UnicodeError (IDNA) is a ValueError
         raise _url_refused("names a host that does not resolve") from None
     if not addresses:
         raise _url_refused("names a host that does not resolve")
