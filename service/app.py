@@ -11,6 +11,7 @@ from aiohttp import web
 from service import keys
 from service.clock import Clock, SystemClock
 from service.db import create_pool, pool_state, resolve_dsn
+from service.dispatch import dispatch_job
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
 from service.jobs import expiry_job
@@ -105,5 +106,6 @@ def create_app(
     app.on_shutdown.append(release_waiters)
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)
+        app.cleanup_ctx.append(dispatch_job)
     add_routes(app)
     return app

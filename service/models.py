@@ -581,14 +581,19 @@ class EventPage(Out):
     next_cursor: str
 
 
-class WebhookIn(Body):
-    url: Annotated[str, StringConstraints(min_length=1, max_length=2000), _LINE]
-    event_types: list[EventType] = Field(min_length=1, max_length=len(EventType))
+def _distinct_types(types: list[EventType]) -> list[EventType]:
+    _unique([str(t) for t in types], "event_types")
+    return types
 
-    @model_validator(mode="after")
-    def _no_repeats(self) -> Self:
-        _unique(list(self.event_types), "event_types")
-        return self
+
+class WebhookIn(Body):
+    # The URL's form and where it resolves to are checked by the use case (400 naming `url`).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000), _LINE]
+    event_types: Annotated[
+        list[EventType],
+        Field(min_length=1, max_length=len(EventType)),
+        AfterValidator(_distinct_types),
+    ]
 
 
 class Webhook(Out):

@@ -5,7 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.domain.lifecycle import ACTIONS
-from service.handlers import api_keys, audit, bookings, capacity, events, reference, system
+from service.handlers import (
+    api_keys,
+    audit,
+    bookings,
+    capacity,
+    events,
+    reference,
+    system,
+    webhooks,
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -29,6 +38,12 @@ def add_routes(app: web.Application) -> None:
 
     r.add_get("/v1/audit", audit.list_audit)
     r.add_get("/v1/events", events.list_events)
+
+    r.add_get("/v1/webhooks", webhooks.list_webhooks)
+    r.add_post("/v1/webhooks", webhooks.create_webhook)
+    r.add_get("/v1/webhooks/{webhook_id}", webhooks.get_webhook)
+    r.add_delete("/v1/webhooks/{webhook_id}", webhooks.delete_webhook)
+    r.add_get("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_webhook_deliveries)
 
     r.add_get("/v1/sites", capacity.list_sites)
     r.add_post("/v1/sites", capacity.create_site)

@@ -79,6 +79,16 @@ DOCUMENTED_RULES = {
     # A reference to an object that does not exist (force, provider) is named as a field.
     "no such force",
     "no such provider",
+    # A webhook URL's form and where its host resolves to (WebhookIn.url's description).
+    "is not a valid URL",
+    "must be an http or https URL",
+    "must be an https URL",
+    "must name a host",
+    "must not carry a user name or password",
+    "must not have a #fragment",
+    "must not name port 0",
+    "names a host that does not resolve",
+    "which webhooks may not reach",
 }
 
 

@@ -20,18 +20,6 @@ from tests.support.api import SPEC_PATH
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 
-# Operations the client already calls whose paths arrive in openapi.yaml with the feed and
-# webhook work of issue 9. Remove each name once its path is in openapi.yaml (the test says so).
-AWAITING_MERGE = frozenset(
-    {
-        "createWebhook",
-        "listWebhooks",
-        "getWebhook",
-        "deleteWebhook",
-        "listWebhookDeliveries",
-    }
-)
-
 # Client methods that are not one operation each.
 HELPERS = frozenset({"close", "events"})
 
@@ -109,12 +97,8 @@ def test_the_client_has_one_method_per_v1_operation() -> None:
     calls = _client_operations()
     assert set(spec) - set(calls.values()) == set(), "operations the client cannot call"
     for operation_id in calls.values():
-        if operation_id in spec:
-            assert client.OPERATIONS[operation_id] == spec[operation_id], operation_id
-        else:
-            assert operation_id in AWAITING_MERGE, f"{operation_id} is not in openapi.yaml"
-    arrived = AWAITING_MERGE & set(spec)
-    assert arrived == set(), f"now in openapi.yaml, remove from AWAITING_MERGE: {arrived}"
+        assert operation_id in spec, f"{operation_id} is not in openapi.yaml"
+        assert client.OPERATIONS[operation_id] == spec[operation_id], operation_id
 
 
 @pytest.mark.parametrize("helper", sorted(HELPERS))
