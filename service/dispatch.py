@@ -279,18 +279,22 @@ async def forget_old_deliveries(pool: Pool, clock: Clock, retention: timedelta) 
 
 
 async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: a round every DISPATCH_INTERVAL_SECONDS (at once again after a full claim,
-    so a backlog drains without waiting), the delivery log's retention once a minute."""
+    """cleanup_ctx: a round as soon as events commit, or every DISPATCH_INTERVAL_SECONDS (at
+    once again after a full claim, so a backlog drains without waiting); the delivery log's
+    retention once a minute. Registered after the event listener, which it waits on."""
     settings = app[keys.SETTINGS]
     config = DispatchConfig.from_settings(settings)
     interval = settings.dispatch_interval_seconds
     session = new_session(config)
     send = http_sender(session, config)
+    listener = app[keys.EVENT_LISTENER]
 
     async def loop() -> None:
         forgotten_at = -math.inf
         while True:
             pool, clock = app[keys.POOL], app[keys.CLOCK]
+            # Taken before the round: an event committing during it wakes the next at once.
+            seen = listener.generation
             full = False
             try:
                 done = await dispatch_once(pool, clock, send, config)
@@ -303,7 +307,13 @@ async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # a failed round is retried next interval; the job must live on
                 log.exception("webhook dispatch round failed")
             if not full:
-                await asyncio.sleep(interval)
+                # Until new events commit (the process's LISTEN connection), or the interval
+                # passes: retries fall due with time, not with events.
+                if listener.stopping:
+                    # The service is shutting down: waiters are released at once from now on.
+                    await asyncio.sleep(interval)
+                else:
+                    await listener.wait(seen, interval)
 
     task = asyncio.create_task(loop(), name="webhook-dispatcher")
     try:

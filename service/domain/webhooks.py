@@ -149,8 +149,9 @@ def _utc_text(moment: datetime) -> str:
 
 
 def event_body(event: Row, role: Role) -> dict[str, Any]:
-    """A feed event as a webhook (and the feed) shows it to `role`: an officer sees only which
-    site's availability changed, never why (the cause can reveal another force's booking)."""
+    """An event as `role` may see it, in the feed and as a webhook's body alike: an officer sees
+    only which site's availability changed, never why (the cause can reveal another force's
+    booking there)."""
     data = dict(event["data"] or {})
     if role == Role.OFFICER and event["type"] == EventType.SITE_AVAILABILITY_CHANGED:
         data = {"site_id": data.get("site_id", str(event["site_id"]))}

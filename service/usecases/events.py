@@ -8,13 +8,11 @@ booking at that site. Reading the feed is not audited: events hold no personal v
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
-from service.domain.access import Principal
+from service.domain.webhooks import event_body
 from service.queries import events
 from service.usecases.tx import Tx
 from service.vocab import EventType, Role
@@ -30,21 +28,6 @@ class FeedPage:
 
     items: list[dict[str, Any]]
     position: Position
-
-
-def event_view(row: Mapping[str, Any] | asyncpg.Record, who: Principal) -> dict[str, Any]:
-    """An event as `who` may see it: the feed item and a webhook's payload alike."""
-    data = row["data"]
-    if who.role == Role.OFFICER and row["type"] == EventType.SITE_AVAILABILITY_CHANGED:
-        data = {"site_id": data["site_id"]}
-    return {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "occurred_at": row["occurred_at"],
-        "booking_id": row["booking_id"],
-        "site_id": row["site_id"],
-        "data": data,
-    }
 
 
 async def read_feed(
@@ -64,4 +47,4 @@ async def read_feed(
     if not rows:
         return FeedPage([], after or events.START)
     last = rows[-1]
-    return FeedPage([event_view(row, who) for row in rows], (last["tx"], last["id"]))
+    return FeedPage([event_body(row, who.role) for row in rows], (last["tx"], last["id"]))
