@@ -13,7 +13,7 @@ from service.clock import Clock, SystemClock
 from service.db import create_pool, pool_state, resolve_dsn
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
-from service.jobs import expiry_job
+from service.jobs import erasure_job, expiry_job
 from service.metrics import Metrics
 from service.middlewares import (
     authenticate,
@@ -99,5 +99,6 @@ def create_app(
     app.cleanup_ctx.append(_database(dsn))
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)
+        app.cleanup_ctx.append(erasure_job)
     add_routes(app)
     return app
