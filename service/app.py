@@ -14,7 +14,7 @@ from service.db import create_pool, pool_state, resolve_dsn
 from service.dispatch import dispatch_job
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
-from service.jobs import expiry_job
+from service.jobs import erasure_job, expiry_job
 from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
@@ -107,5 +107,6 @@ def create_app(
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)
         app.cleanup_ctx.append(dispatch_job)
+        app.cleanup_ctx.append(erasure_job)
     add_routes(app)
     return app

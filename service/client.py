@@ -55,6 +55,7 @@ from service.models import (
     Event,
     EventPage,
     ExtendIn,
+    FeedbackIn,
     ForceIn,
     ForceOut,
     Occupancy,
@@ -125,6 +126,7 @@ OPERATIONS: Final[dict[str, tuple[str, str]]] = {
     "checkInBooking": ("POST", "/v1/bookings/{booking_id}/check-in"),
     "checkOutBooking": ("POST", "/v1/bookings/{booking_id}/check-out"),
     "noShowBooking": ("POST", "/v1/bookings/{booking_id}/no-show"),
+    "createFeedback": ("POST", "/v1/bookings/{booking_id}/feedback"),
     "extendBooking": ("POST", "/v1/bookings/{booking_id}/extend"),
     "listEvents": ("GET", "/v1/events"),
     "createWebhook": ("POST", "/v1/webhooks"),
@@ -632,6 +634,12 @@ class Client:
         self, booking_id: Id, body: ExtendIn, *, idempotency_key: str | None = None
     ) -> BookingOut:
         return await self._act("extendBooking", booking_id, body, idempotency_key)
+
+    async def create_feedback(
+        self, booking_id: Id, body: FeedbackIn, *, idempotency_key: str | None = None
+    ) -> BookingOut:
+        """The person's own answers, given with their consent (provider keys)."""
+        return await self._act("createFeedback", booking_id, body, idempotency_key)
 
     # --- the event feed -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from service.clock import Clock
 from service.db import Pool
 from service.usecases import tx
 from service.usecases.expiry import expire_lapsed
+from service.usecases.purge import Purged, purge_unless_running
 
 log = structlog.get_logger(__name__)
 
@@ -66,3 +67,47 @@ async def expiry_job(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.info("expiry job stopped")
+
+
+async def erase_once(
+    pool: Pool, clock: Clock, retention_days: int, ttl_hours: int
+) -> Purged | None:
+    """One round of erasure on schedule, acting as "system"; None when another replica's round
+    is running (the purge's advisory lock, held to the end of its transaction, decides)."""
+    async with (
+        pool.acquire() as conn,
+        tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
+    ):
+        return await purge_unless_running(unit, retention_days, ttl_hours)
+
+
+async def erasure_job(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: erase personal data past retention every ERASURE_INTERVAL_SECONDS (the
+    first round at start); stop cleanly at shutdown."""
+    settings = app[keys.SETTINGS]
+
+    async def loop() -> None:
+        while True:
+            try:
+                done = await erase_once(
+                    app[keys.POOL],
+                    app[keys.CLOCK],
+                    settings.personal_data_retention_days,
+                    settings.idempotency_ttl_hours,
+                )
+                if done is None:
+                    log.info("erasure skipped: another replica is erasing")
+                elif done.erased or done.forgotten:
+                    log.info("erased personal data", bookings=done.erased, answers=done.forgotten)
+            except Exception:  # a failed round is retried next interval; the job must live on
+                log.exception("erasure failed")
+            await asyncio.sleep(settings.erasure_interval_seconds)
+
+    task = asyncio.create_task(loop(), name="erasure")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("erasure job stopped")

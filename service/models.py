@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -24,9 +24,13 @@ from service.vocab import (
     AuditAction,
     BookingMode,
     BookingStatus,
+    CancelReason,
+    DeclineReason,
     DeliveryOutcome,
     EventType,
     Gender,
+    NeedsMet,
+    NoShowReason,
     ObjectType,
     Role,
     RoomType,
@@ -72,6 +76,7 @@ Short = Annotated[str, StringConstraints(min_length=1, max_length=100), _LINE]
 Collar = Annotated[str, StringConstraints(min_length=1, max_length=50), _LINE]
 Text500 = Annotated[str, StringConstraints(min_length=1, max_length=500), _FREE]
 Notes = Annotated[str, StringConstraints(max_length=2000), _FREE_OR_BLANK]
+Text2000 = Annotated[str, StringConstraints(min_length=1, max_length=2000), _FREE]
 ForceCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
@@ -473,6 +478,56 @@ class ExtendIn(Body):
     reason: Text500 | None = None
 
 
+class _Coded(Body):
+    """Decline, cancel and no-show carry a reason code (SPEC section 3); without one, a body
+    is read as the action's default (service.domain.lifecycle), and `other` needs a `reason`.
+    A field may be omitted, but not sent as null (the contract's types have no null), except
+    a no-show's `reason`, which could be null before codes."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _omitted_not_null(self) -> Self:
+        nulls = [
+            name
+            for name in sorted(self.model_fields_set - self.nullable)
+            if getattr(self, name) is None
+        ]
+        if nulls:
+            raise ValueError(f"fields may be omitted but not null: {', '.join(nulls)}")
+        return self
+
+
+class DeclineIn(_Coded):
+    reason_code: DeclineReason | None = None
+    reason: Text500 | None = None
+
+
+class CancelIn(_Coded):
+    reason_code: CancelReason | None = None
+    reason: Text500 | None = None
+
+
+class NoShowIn(_Coded):
+    nullable = frozenset({"reason"})
+    reason_code: NoShowReason | None = None
+    reason: Text500 | None = None
+
+
+Score = Annotated[Integer, Field(ge=1, le=5)]
+
+
+class FeedbackIn(Body):
+    """The person's own answers, given freely: only with their consent."""
+
+    consent: Literal[True]
+    felt_safe: Score | None = None
+    treated_with_respect: Score | None = None
+    needs_met: NeedsMet | None = None
+    language_used: LanguageCode | None = None
+    what_would_help: Text2000 | None = None
+
+
 class NeedsOut(Out):
     gender: Gender
     dependants: int
@@ -485,7 +540,26 @@ class HistoryEntry(Out):
     status: BookingStatus
     at: datetime
     by: str
+    reason_code: str | None
     reason: str | None
+
+
+class FeedbackOut(Out):
+    consent: bool
+    felt_safe: int | None
+    treated_with_respect: int | None
+    needs_met: NeedsMet | None
+    language_used: str | None
+    # Absent (not null) for officers; null once erased, or when not given.
+    what_would_help: str | None = None
+    created_at: datetime
+
+    @model_serializer(mode="wrap")
+    def _omit_withheld(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "what_would_help" not in self.model_fields_set:
+            del data["what_would_help"]
+        return data
 
 
 class BookingSite(Out):
@@ -519,6 +593,7 @@ class BookingOut(Out):
     checked_in_at: datetime | None
     checked_out_at: datetime | None
     history: list[HistoryEntry]
+    feedback: FeedbackOut | None
     site: BookingSite
     created_at: datetime
     updated_at: datetime

@@ -64,3 +64,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/bookings/{booking_id}", bookings.get_booking)
     for action in ACTIONS:
         r.add_post(f"/v1/bookings/{{booking_id}}/{action}", bookings.action_handler(action))
+    r.add_post("/v1/bookings/{booking_id}/feedback", bookings.create_feedback)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 30)
     personal_data_retention_days: int = Field(default=90, ge=1, le=3650)
+    # How often the erasure job looks for stays past the retention period (one replica at a
+    # time does it).
+    erasure_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     # Live (unconfirmed, unexpired) holds one API key, and one force across its keys, may have
     # at once: far above a busy custody suite, far below a site's worth of beds per key.
     hold_cap_per_key: int = Field(default=5, ge=1, le=10_000)

@@ -156,3 +156,70 @@ class DeliveryOutcome(StrEnum):
     RETRY = "retry"
     GAVE_UP = "gave_up"
     DISABLED = "disabled"
+
+
+# --- outcomes (issue 10) ---------------------------------------------------------------------
+
+
+class DeclineReason(StrEnum):
+    """Why a provider declined a pending request."""
+
+    NO_SUITABLE_BED = "no_suitable_bed"
+    RISK_ASSESSMENT = "risk_assessment"
+    CANNOT_MEET_NEEDS = "cannot_meet_needs"
+    SITE_FULL = "site_full"
+    OTHER = "other"
+
+
+class CancelReason(StrEnum):
+    """Why a booking was cancelled before the person arrived."""
+
+    PERSON_DECLINED_PLACEMENT = "person_declined_placement"
+    PERSON_ENTERED_OTHER_SUPPORT = "person_entered_other_support"
+    TRANSPORT_FAILED = "transport_failed"
+    BOOKED_IN_ERROR = "booked_in_error"
+    OTHER = "other"
+
+
+class NoShowReason(StrEnum):
+    """Why a confirmed person never arrived, as far as the provider knows."""
+
+    # Nothing more is known: what a no-show without a code means.
+    PERSON_DID_NOT_ARRIVE = "person_did_not_arrive"
+    TRANSPORT_FAILED = "transport_failed"
+    PERSON_LEFT_CUSTODY_ELSEWHERE = "person_left_custody_elsewhere"
+    PERSON_DECLINED_PLACEMENT = "person_declined_placement"
+    OTHER = "other"
+
+
+# The actions that carry a reason code, each with its list. `other` needs a free-text reason.
+REASON_CODES: dict[str, type[StrEnum]] = {
+    AuditAction.DECLINE: DeclineReason,
+    AuditAction.CANCEL: CancelReason,
+    AuditAction.NO_SHOW: NoShowReason,
+}
+ALL_REASON_CODES = frozenset(code for codes in REASON_CODES.values() for code in codes)
+OTHER_REASON = "other"
+
+
+class NeedsMet(StrEnum):
+    """The person's own answer: were their needs met?"""
+
+    YES = "yes"
+    PARTLY = "partly"
+    NO = "no"
+
+
+# Statuses after which a provider may record the person's feedback: the stay ended, or the
+# person was met at a no-show, cancellation or decline.
+FEEDBACK_STATUSES = frozenset(
+    {
+        BookingStatus.DEPARTED,
+        BookingStatus.NO_SHOW,
+        BookingStatus.CANCELLED,
+        BookingStatus.DECLINED,
+    }
+)
+# Feedback's personal field: erased with PERSONAL_FIELDS, never in events, logs or reports,
+# withheld from officers, audited by this name when shown.
+FEEDBACK_PERSONAL_FIELDS = ("what_would_help",)

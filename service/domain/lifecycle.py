@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from service.errors import Conflict, Forbidden
+from service.errors import Conflict, Forbidden, ValidationProblem
 from service.vocab import (
+    OTHER_REASON,
     TERMINAL_STATUSES,
     AuditAction,
     AvailabilityCause,
     BookingMode,
     BookingStatus,
+    CancelReason,
+    DeclineReason,
     EventType,
+    NoShowReason,
     Role,
 )
 
@@ -29,7 +34,11 @@ class Action:
     # The state it leaves the booking in; None when it depends on the site (confirm) or the
     # state does not change (extend).
     to: BookingStatus | None
-    reason_required: bool = False
+    # The reason codes the action takes (SPEC section 3), and the code a body without one is
+    # read as: `other` where a free-text reason was always required (decline, cancel), so
+    # clients written before codes keep working and every such step still carries a code.
+    reason_codes: type[StrEnum] | None = None
+    default_code: str | None = None
 
 
 ACTIONS: dict[str, Action] = {
@@ -37,17 +46,32 @@ ACTIONS: dict[str, Action] = {
     for a in (
         Action(A.CONFIRM, frozenset({Role.OFFICER}), frozenset({S.HELD}), None),
         Action(A.ACCEPT, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.CONFIRMED),
-        Action(A.DECLINE, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.DECLINED, True),
+        Action(
+            A.DECLINE,
+            frozenset({Role.PROVIDER}),
+            frozenset({S.PENDING}),
+            S.DECLINED,
+            DeclineReason,
+            DeclineReason.OTHER,
+        ),
         Action(
             A.CANCEL,
             frozenset({Role.OFFICER, Role.PROVIDER}),
             frozenset({S.HELD, S.PENDING, S.CONFIRMED}),
             S.CANCELLED,
-            True,
+            CancelReason,
+            CancelReason.OTHER,
         ),
         Action(A.CHECK_IN, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.ARRIVED),
         Action(A.CHECK_OUT, frozenset({Role.PROVIDER}), frozenset({S.ARRIVED}), S.DEPARTED),
-        Action(A.NO_SHOW, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.NO_SHOW),
+        Action(
+            A.NO_SHOW,
+            frozenset({Role.PROVIDER}),
+            frozenset({S.CONFIRMED}),
+            S.NO_SHOW,
+            NoShowReason,
+            NoShowReason.PERSON_DID_NOT_ARRIVE,
+        ),
         Action(A.EXTEND, frozenset({Role.OFFICER}), frozenset({S.CONFIRMED, S.ARRIVED}), None),
     )
 }
@@ -93,6 +117,37 @@ def require_allowed(action: Action, role: Role) -> None:
     if role not in action.roles:
         allowed = " or ".join(sorted(action.roles))
         raise Forbidden(f"only the {allowed} role may {action.name} a booking")
+
+
+def reason_code(action: Action, code: str | None, reason: str | None) -> str | None:
+    """The code a step is recorded with: the one given, or the action's default; None for
+    actions without codes. A code from another action's list is refused, and `other` needs a
+    free-text reason."""
+    if action.reason_codes is None:
+        if code is not None:
+            raise ValidationProblem(
+                f"{action.name} takes no reason_code",
+                errors=[{"field": "reason_code", "message": "not taken by this action"}],
+            )
+        return None
+    chosen = code or action.default_code
+    if chosen not in set(action.reason_codes):
+        allowed = ", ".join(action.reason_codes)
+        raise ValidationProblem(
+            f"reason_code for {action.name} must be one of: {allowed}",
+            errors=[{"field": "reason_code", "message": f"must be one of: {allowed}"}],
+        )
+    if chosen == OTHER_REASON and not reason:
+        raise ValidationProblem(
+            f"a reason is required to {action.name} a booking with reason_code 'other'",
+            errors=[{"field": "reason", "message": "required with reason_code 'other'"}],
+        )
+    return chosen
+
+
+def ends_stay(status: str) -> bool:
+    """A step into a terminal state ends the stay: retention counts from then."""
+    return status in TERMINAL_STATUSES
 
 
 def require_state(action: Action, status: str) -> None:

@@ -1,5 +1,6 @@
-"""Availability search, holds, and the booking lifecycle over HTTP: parse, call the use case
-(service/usecases/bookings.py, service/usecases/availability.py), present, count."""
+"""Availability search, holds, the booking lifecycle and the person's feedback over HTTP:
+parse, call the use case (service/usecases/bookings.py, availability.py, feedback.py),
+present, count."""
 
 from __future__ import annotations
 
@@ -30,11 +31,15 @@ from service.models import (
     BookingIn,
     BookingListQuery,
     BookingOut,
+    CancelIn,
+    DeclineIn,
     ExtendIn,
+    FeedbackIn,
+    NoShowIn,
     Page,
 )
 from service.usecases import availability as availability_usecases
-from service.usecases import bookings
+from service.usecases import bookings, feedback
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +157,13 @@ async def list_bookings(request: web.Request) -> web.Response:
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
+# The actions that carry a reason code, each with its body.
+_CODED: dict[str, type[DeclineIn | CancelIn | NoShowIn]] = {
+    "decline": DeclineIn,
+    "cancel": CancelIn,
+    "no-show": NoShowIn,
+}
+
 
 def action_handler(action: str) -> Handler:
     """POST /v1/bookings/{id}/<action>: one handler per lifecycle action."""
@@ -161,6 +173,12 @@ def action_handler(action: str) -> Handler:
         if action == "extend":
             extend = await read_body(request, ExtendIn)
             step = bookings.Step(reason=extend.reason, end=extend.end)
+        elif action in _CODED:
+            coded = await read_body(request, _CODED[action]) if request.body_exists else None
+            step = bookings.Step(
+                reason=None if coded is None else coded.reason,
+                reason_code=None if coded is None else coded.reason_code,
+            )
         else:
             reason = (await read_body(request, ActionIn)).reason if request.body_exists else None
             step = bookings.Step(reason=reason)
@@ -175,3 +193,15 @@ def action_handler(action: str) -> Handler:
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"
     return handle
+
+
+async def create_feedback(request: web.Request) -> web.Response:
+    """POST /v1/bookings/{id}/feedback: the person's own answers, recorded by the provider."""
+    booking_id = path_id(request, "booking_id", "booking")
+    body = await read_body(request, FeedbackIn)
+    answers = feedback.Answers(**body.model_dump(exclude={"consent"}))
+    async with writing(request) as tx:
+        shown = BookingOut.model_validate(await feedback.record(tx, booking_id, answers))
+    # Replayed by re-reading the booking: the person's words are never stored as an answer.
+    _replay_by_id(request, booking_id)
+    return json_response(shown, status=201)

@@ -71,7 +71,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 """
 
 # Lapsed holds and pending requests, written off. SKIP LOCKED: rows another transaction is
-# already acting on (a confirm, another replica's sweep) are left to it.
+# already acting on (a confirm, another replica's sweep) are left to it. The stay ended when
+# it lapsed (as its history says), not when the sweep came by.
 EXPIRE_LAPSED = """
 WITH due AS (
     SELECT id, status,
@@ -85,7 +86,7 @@ WITH due AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE allocation a SET status = 'expired', updated_at = $1
+UPDATE allocation a SET status = 'expired', updated_at = $1, ended_at = due.lapsed_at
 FROM due
 WHERE a.id = due.id
 RETURNING a.id, a.site_id, due.status AS was, due.lapsed_at
@@ -103,8 +104,11 @@ WHERE a.id = $1
 FOR UPDATE OF a
 """
 
+# A step into a terminal state ($5) ends the stay at the step's time.
 SET_STATUS = """
-UPDATE allocation SET status = $2, respond_by = coalesce($3, respond_by), updated_at = $4
+UPDATE allocation
+SET status = $2, respond_by = coalesce($3, respond_by), updated_at = $4,
+    ended_at = CASE WHEN $5 THEN $4::timestamptz END
 WHERE id = $1
 """
 
@@ -135,7 +139,8 @@ SELECT b.id, b.site_id, b.force_code AS force, a.bed_id,
                    json_agg(
                        json_build_object(
                            'action', t.action, 'status', t.status, 'at', t.at,
-                           'by', t.actor, 'reason', t.reason
+                           'by', t.actor, 'reason_code', t.reason_code,
+                           'reason', t.reason
                        )
                        ORDER BY t.id
                    ),
@@ -143,6 +148,14 @@ SELECT b.id, b.site_id, b.force_code AS force, a.bed_id,
                )
         FROM booking_transition t
         WHERE t.booking_id = b.id) AS history,
+       (SELECT json_build_object(
+                   'consent', f.consent, 'felt_safe', f.felt_safe,
+                   'treated_with_respect', f.treated_with_respect, 'needs_met', f.needs_met,
+                   'language_used', f.language_used, 'what_would_help', f.what_would_help,
+                   'created_at', f.created_at
+               )
+        FROM feedback f
+        WHERE f.booking_id = b.id) AS feedback,
        json_build_object(
            'name', s.name, 'area', s.area, 'address', s.address, 'phone', s.phone
        ) AS site,
@@ -273,8 +286,10 @@ async def set_status(
     status: str,
     at: datetime,
     respond_by: datetime | None = None,
+    *,
+    ends_stay: bool = False,
 ) -> None:
-    await conn.execute(SET_STATUS, booking_id, status, respond_by, at)
+    await conn.execute(SET_STATUS, booking_id, status, respond_by, at, ends_stay)
 
 
 async def set_period(

@@ -10,8 +10,10 @@ from uuid import UUID
 from service.db import Connection
 
 INSERT_HISTORY = """
-INSERT INTO booking_transition (booking_id, action, status, at, actor, api_key_id, reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO booking_transition (
+    booking_id, action, status, at, actor, api_key_id, reason, reason_code
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
 # A booking's event carries no personal field: ids, state, the window, and who it concerns.
@@ -54,8 +56,11 @@ async def history(
     actor: str,
     api_key_id: UUID | None,
     reason: str | None,
+    reason_code: str | None = None,
 ) -> None:
-    await conn.execute(INSERT_HISTORY, booking_id, action, status, at, actor, api_key_id, reason)
+    await conn.execute(
+        INSERT_HISTORY, booking_id, action, status, at, actor, api_key_id, reason, reason_code
+    )
 
 
 async def booking_event(conn: Connection, booking_id: UUID, type_: str, at: datetime) -> None:

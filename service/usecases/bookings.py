@@ -27,12 +27,13 @@ from service.domain.stays import (
     may_see_claim,
     no_capacity,
 )
-from service.errors import Conflict, NotFound, Unprocessable, ValidationProblem
+from service.errors import Conflict, NotFound, Unprocessable
 from service.ids import new_id
 from service.queries import bookings
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import Tx
 from service.vocab import (
+    FEEDBACK_PERSONAL_FIELDS,
     PERSONAL_FIELDS,
     AuditAction,
     AvailabilityCause,
@@ -63,10 +64,12 @@ class Hold:
 
 @dataclass(frozen=True)
 class Step:
-    """What a lifecycle action carries: an optional reason, and an extension's new end."""
+    """What a lifecycle action carries: a reason code and a free-text reason (decline, cancel,
+    no-show), an optional reason (the others), and an extension's new end."""
 
     reason: str | None = None
     end: datetime | None = None
+    reason_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,15 +105,25 @@ def _visible(who: Principal, row: asyncpg.Record) -> dict[str, Any]:
         for name in SITE_CONTACT:
             site.pop(name, None)
     booking["site"] = site
+    feedback = booking["feedback"]
+    if feedback is not None and who.role == Role.OFFICER:
+        # Officers never read the person's own words (issue 10); the coded answers they may.
+        booking["feedback"] = {
+            k: v for k, v in feedback.items() if k not in FEEDBACK_PERSONAL_FIELDS
+        }
     return booking
 
 
 def _shown(booking: dict[str, Any]) -> list[str]:
-    """What a read audit row names: the personal fields and site contact details shown."""
+    """What a read audit row names: the personal fields, site contact details and the
+    person's own feedback text shown."""
     site = booking["site"]
-    return [name for name in PERSONAL_FIELDS if booking[name] is not None] + [
-        f"site.{name}" for name in SITE_CONTACT if site.get(name) is not None
-    ]
+    feedback = booking["feedback"] or {}
+    return (
+        [name for name in PERSONAL_FIELDS if booking[name] is not None]
+        + [f"site.{name}" for name in SITE_CONTACT if site.get(name) is not None]
+        + [f"feedback.{name}" for name in FEEDBACK_PERSONAL_FIELDS if feedback.get(name)]
+    )
 
 
 async def show(tx: Tx, booking_id: UUID) -> dict[str, Any]:
@@ -292,11 +305,7 @@ async def act(
     who = tx.caller
     step = lifecycle.ACTIONS[action]
     lifecycle.require_allowed(step, who.role)
-    if step.reason_required and not command.reason:
-        raise ValidationProblem(
-            f"a reason is required to {step.name} a booking",
-            errors=[{"field": "reason", "message": "required for this action"}],
-        )
+    reason_code = lifecycle.reason_code(step, command.reason_code, command.reason)
     row = await bookings.lock_for_action(tx.conn, booking_id, tx.at)
     if row is None or not in_scope(who, row["force_code"], row["provider_id"]):
         raise NotFound("booking not found")
@@ -323,7 +332,9 @@ async def act(
             reason = reason or f"arrived early; the stay starts at {tx.at.isoformat()}"
             widened = True
             changed.append("start")
-        await bookings.set_status(tx.conn, booking_id, new_status, tx.at)
+        await bookings.set_status(
+            tx.conn, booking_id, new_status, tx.at, ends_stay=lifecycle.ends_stay(new_status)
+        )
         if step.name == AuditAction.CHECK_IN:
             await bookings.mark_checked_in(tx.conn, booking_id, tx.at)
             changed.append("checked_in_at")
@@ -331,7 +342,7 @@ async def act(
             await bookings.mark_checked_out(tx.conn, booking_id, tx.at)
             changed.append("checked_out_at")
 
-    await tx.history(booking_id, step.name, new_status, reason=reason)
+    await tx.history(booking_id, step.name, new_status, reason=reason, reason_code=reason_code)
     await tx.event(lifecycle.event_type(step.name, new_status), booking_id=booking_id)
     cause = lifecycle.availability_cause(step.name, new_status, period_changed=widened)
     if cause is not None:

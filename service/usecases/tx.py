@@ -51,9 +51,11 @@ class Tx:
         status: str,
         *,
         reason: str | None = None,
+        reason_code: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        """One step of a booking's history (who, when, why, the state it left)."""
+        """One step of a booking's history (who, when, why and its coded reason, the state
+        it left)."""
         self._writing()
         await records.history(
             self.conn,
@@ -64,6 +66,7 @@ class Tx:
             self.actor,
             None if self.who is None else self.who.key_id,
             reason,
+            reason_code,
         )
 
     async def event(

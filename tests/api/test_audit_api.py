@@ -219,7 +219,8 @@ async def test_purge_records_one_erase_per_booking_and_keeps_earlier_rows(
     await world.act(ended["id"], "cancel", reason="no longer needed")
     async with db.acquire() as conn:
         await conn.execute(
-            "UPDATE allocation SET updated_at = updated_at - interval '91 days' WHERE id = $1",
+            "UPDATE allocation SET updated_at = updated_at - interval '91 days',"
+            " ended_at = ended_at - interval '91 days' WHERE id = $1",
             uuid.UUID(ended["id"]),
         )
     before = await _rows(world, booking_id=ended["id"])

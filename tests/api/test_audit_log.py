@@ -573,7 +573,8 @@ async def test_erasing_personal_fields_is_audited_and_keeps_earlier_rows(
     await a.get_one(booking["id"], a.admin)
     async with a.db.acquire() as conn:
         await conn.execute(
-            "UPDATE allocation SET updated_at = now() - interval '91 days' WHERE id = $1::uuid",
+            "UPDATE allocation SET updated_at = now() - interval '91 days',"
+            " ended_at = ended_at - interval '91 days' WHERE id = $1::uuid",
             booking["id"],
         )
         earlier = {

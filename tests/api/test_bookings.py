@@ -50,6 +50,7 @@ async def test_a_hold_reserves_a_bed(world: World, clock: ManualClock) -> None:
             "status": "held",
             "at": _at(start),
             "by": f"officer:{world.force}",
+            "reason_code": None,
             "reason": None,
         }
     ]

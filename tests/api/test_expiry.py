@@ -47,6 +47,7 @@ async def test_a_hold_expires_after_its_ttl(world: World, clock: ManualClock, db
         "status": "expired",
         "at": deadline,
         "by": "system",
+        "reason_code": None,
         "reason": "hold not confirmed before it expired",
     }
     async with db.acquire() as conn:

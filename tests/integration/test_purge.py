@@ -24,7 +24,9 @@ async def test_purge_erases_personal_fields_of_long_ended_bookings(
     await world.act(live["id"], "confirm")
     async with db.acquire() as conn:
         await conn.execute(
-            "UPDATE allocation SET updated_at = now() - interval '91 days'"
+            # Retention counts from the stay's end (ended_at; null while it is live).
+            "UPDATE allocation SET updated_at = now() - interval '91 days',"
+            " ended_at = ended_at - interval '91 days'"
             " WHERE id = ANY($1::uuid[])",
             [ended["id"], live["id"]],
         )

@@ -41,9 +41,11 @@ WITH past AS (
            now() - (g + 1) * interval '3 days' AS start_at
     FROM bed b CROSS JOIN generate_series(1, {stays}) g
 ), alloc AS (
-    INSERT INTO allocation (id, site_id, bed_id, kind, status, period, created_at, updated_at)
+    INSERT INTO allocation (id, site_id, bed_id, kind, status, period, created_at, updated_at,
+                            ended_at)
     SELECT id, site_id, bed_id, 'booking', 'departed',
-           tstzrange(start_at, start_at + interval '2 days', '[)'), start_at, start_at
+           tstzrange(start_at, start_at + interval '2 days', '[)'), start_at, start_at,
+           start_at + interval '2 days'
     FROM past
     RETURNING id
 )

@@ -14,8 +14,11 @@ import pytest
 
 from service.db import Pool
 from service.vocab import (
+    ALL_REASON_CODES,
     ALLOCATION_STATUSES,
     LIVE_STATUSES,
+    REASON_CODES,
+    TERMINAL_STATUSES,
     AllocationKind,
     AuditAction,
     BookingMode,
@@ -23,6 +26,7 @@ from service.vocab import (
     DeliveryOutcome,
     EventType,
     Gender,
+    NeedsMet,
     ObjectType,
     Role,
     RoomType,
@@ -127,6 +131,10 @@ COLUMN_CHECKS: list[tuple[str, str, frozenset[str]]] = [
     ("webhook", "role", frozenset(Role)),
     ("webhook", "status", frozenset(WebhookStatus)),
     ("webhook_delivery", "outcome", frozenset(DeliveryOutcome)),
+    ("booking_transition", "reason_code", ALL_REASON_CODES),
+    # The actions that carry a reason code (and only they).
+    ("booking_transition", "action", frozenset(REASON_CODES)),
+    ("feedback", "needs_met", frozenset(NeedsMet)),
 ]
 
 
@@ -187,3 +195,14 @@ async def test_allocation_is_live_covers_the_live_statuses(db: Pool) -> None:
         quoted_lists(body, "status"),
         LIVE_STATUSES - with_deadline,
     )
+
+
+async def test_allocation_has_ended_lists_the_terminal_statuses(db: Pool) -> None:
+    """The CHECK that dates every ended stay names its states through this function."""
+    async with db.acquire() as conn:
+        body = await conn.fetchval(
+            "SELECT pg_get_functiondef(p.oid) FROM pg_proc p"
+            " WHERE p.proname = 'allocation_has_ended' AND p.pronamespace = 'public'::regnamespace"
+        )
+    assert body is not None, "allocation_has_ended() is missing"
+    check_same("allocation_has_ended()", quoted_lists(body, "status"), TERMINAL_STATUSES)
