@@ -93,6 +93,7 @@ class EventType(StrEnum):
     BOOKING_NO_SHOW = "booking.no_show"
     BOOKING_EXTENDED = "booking.extended"
     SITE_AVAILABILITY_CHANGED = "site.availability_changed"
+    SITE_CAPACITY_STALE = "site.capacity_stale"
 
 
 class ObjectType(StrEnum):
@@ -223,3 +224,17 @@ FEEDBACK_STATUSES = frozenset(
 # Feedback's personal field: erased with PERSONAL_FIELDS, never in events, logs or reports,
 # withheld from officers, audited by this name when shown.
 FEEDBACK_PERSONAL_FIELDS = ("what_would_help",)
+
+
+class EmptyCause(StrEnum):
+    """Which hard need emptied a search that found no site: the first that leaves none when the
+    needs are applied in this order."""
+
+    NONE_ACTIVE = "none_active"
+    GENDER = "gender"
+    DEPENDANTS = "dependants"
+    WHEELCHAIR = "wheelchair"
+    MAX_STAY = "max_stay"
+    EXCLUSION_ZONE = "exclusion_zone"
+    DISTANCE = "distance"
+    NO_FREE_BED = "no_free_bed"

@@ -15,9 +15,10 @@ from service.paging import Position
 INSERT = """
 INSERT INTO site (
     id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
-    interpreter_on_call, booking_mode, max_stay_hours, status, phone, created_at, updated_at
+    interpreter_on_call, booking_mode, max_stay_hours, status, phone, created_at, updated_at,
+    capacity_confirmed_at
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15)
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,

@@ -24,6 +24,7 @@ from service.vocab import (
     BookingMode,
     BookingStatus,
     DeliveryOutcome,
+    EmptyCause,
     EventType,
     Gender,
     NeedsMet,
@@ -131,6 +132,7 @@ COLUMN_CHECKS: list[tuple[str, str, frozenset[str]]] = [
     ("webhook", "role", frozenset(Role)),
     ("webhook", "status", frozenset(WebhookStatus)),
     ("webhook_delivery", "outcome", frozenset(DeliveryOutcome)),
+    ("search", "empty_cause", frozenset(EmptyCause)),
     ("booking_transition", "reason_code", ALL_REASON_CODES),
     # The actions that carry a reason code (and only they).
     ("booking_transition", "action", frozenset(REASON_CODES)),
