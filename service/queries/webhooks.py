@@ -79,6 +79,11 @@ SET leased_until = $1::timestamptz + make_interval(secs => $2::float8)
 WHERE w.id IN (
     SELECT id FROM webhook
     WHERE status = 'active'
+      -- A revoked key's subscriptions are disabled with it: this keeps it so even for one
+      -- revoked while a claim was being made.
+      AND NOT EXISTS (
+          SELECT 1 FROM api_key k WHERE k.id = webhook.created_by AND k.revoked_at IS NOT NULL
+      )
       AND (next_attempt_at IS NULL OR next_attempt_at <= $1)
       AND (leased_until IS NULL OR leased_until <= $1)
     ORDER BY leased_until NULLS FIRST, id
@@ -88,6 +93,16 @@ WHERE w.id IN (
 RETURNING w.id, w.url, w.event_types, w.secret, w.role, w.force_code, w.provider_id,
           w.after_tx::text AS after_tx, w.after_id, w.attempts, w.first_attempt_at,
           w.leased_until
+"""
+
+# A revoked key's subscriptions stop with it: whoever held the key must not go on receiving
+# its scope's events at a URL of their choosing.
+DISABLE_FOR_KEY = """
+UPDATE webhook
+SET status = 'disabled', disabled_reason = 'the API key that made it was revoked',
+    leased_until = NULL, updated_at = $2
+WHERE created_by = $1 AND status = 'active'
+RETURNING id
 """
 
 # Nothing (more) to send: give the subscription back at `$3`, if the lease is still ours.
@@ -201,6 +216,10 @@ async def claim(
     conn: Connection, at: datetime, lease_seconds: float, limit: int
 ) -> list[asyncpg.Record]:
     return await conn.fetch(CLAIM, at, lease_seconds, limit)
+
+
+async def disable_for_key(conn: Connection, key_id: UUID, at: datetime) -> list[UUID]:
+    return [row["id"] for row in await conn.fetch(DISABLE_FOR_KEY, key_id, at)]
 
 
 async def release(conn: Connection, webhook_id: UUID, lease: datetime, at: datetime) -> None:

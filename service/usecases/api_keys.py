@@ -12,7 +12,7 @@ from service.auth import display_prefix, generate_key, hash_key
 from service.domain.access import require_role
 from service.errors import NotFound, ValidationProblem
 from service.paging import Position
-from service.queries import api_keys, reference
+from service.queries import api_keys, reference, webhooks
 from service.usecases.tx import Tx
 from service.vocab import AuditAction, ObjectType, Role
 
@@ -81,13 +81,20 @@ async def list_api_keys(tx: Tx, after: Position | None, limit: int) -> list[asyn
 
 
 async def revoke_key(tx: Tx, key_id: UUID) -> asyncpg.Record:
-    """Revoke a key from `tx.at`; revoking it again changes and records nothing. No role
-    check: `pos api-key revoke` calls this too."""
+    """Revoke a key from `tx.at`, and disable the webhook subscriptions it made; revoking it
+    again changes and records nothing. No role check: `pos api-key revoke` calls this too."""
     row = await api_keys.revoke(tx.conn, key_id, tx.at)
     if row is None:
         raise NotFound("API key not found")
     if row["revoked_now"]:
         await tx.audit(AuditAction.REVOKE, ObjectType.API_KEY, key_id, ["revoked_at"])
+        # Its webhook subscriptions stop too (whoever held the key chose their URLs).
+        disabled = await webhooks.disable_for_key(tx.conn, key_id, tx.at)
+        await tx.audit_many(
+            AuditAction.UPDATE,
+            ObjectType.WEBHOOK,
+            [(webhook_id, ["status", "disabled_reason"]) for webhook_id in disabled],
+        )
     return row
 
 

@@ -408,3 +408,30 @@ def test_an_officer_sees_only_which_sites_availability_changed() -> None:
         "data": {"site_id": event["site_id"]},
     }
     assert rules.event_body(event, Role.PROVIDER)["data"] == event["data"]
+
+
+async def test_revoking_a_key_disables_the_subscriptions_it_made(
+    make_api: AppFactory, db: Pool
+) -> None:
+    """Whoever held a revoked key must not go on receiving its scope's events at the URL they
+    chose: its subscriptions are disabled with it (and audited), others are not."""
+    api = await make_api(settings_overrides=PRIVATE_OK)
+    world = await World.create(api, db)
+    doomed = await new_key(api, world.admin, role="officer", force=world.force)
+    theirs = await _create(api, doomed)
+    ours = await _create(api, world.officer)
+    keys = await api.all_items("/v1/api-keys", key=world.admin, limit=200)
+    doomed_id = next(k["id"] for k in keys if doomed.startswith(k["prefix"]))
+    revoked = await api.delete(f"/v1/api-keys/{doomed_id}", key=world.admin)
+    assert revoked.status == 204
+    seen = await api.get(f"/v1/webhooks/{theirs['id']}", key=world.officer)
+    assert seen.status == 200
+    assert seen.body["status"] == "disabled"
+    assert "revoked" in seen.body["disabled_reason"]
+    still = await api.get(f"/v1/webhooks/{ours['id']}", key=world.officer)
+    assert still.body["status"] == "active"
+    changed = [row["action"] for row in await _audit(api, world.admin, theirs["id"])]
+    assert changed == ["create", "update"]
+    async with db.acquire() as conn:
+        claimable = await store.claim(conn, datetime.now(UTC) + timedelta(days=1), 60, 50)
+    assert theirs["id"] not in {str(row["id"]) for row in claimable}
