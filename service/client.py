@@ -19,6 +19,7 @@ import-linter contract holds it to that), so it can be copied or vendored on its
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import secrets
 from collections import deque
@@ -776,5 +777,9 @@ def verify_webhook(secret: str, body: bytes | str, headers: Mapping[str, str]) -
     against `secret` (the `whsec_...` shown when the subscription was made). Raises
     WebhookVerificationError for a missing or wrong signature, or a timestamp more than five
     minutes off (a replay). Pass the body exactly as received, before any JSON parsing."""
-    _Signer(secret).verify(body, dict(headers), json_parse=False)
+    try:
+        _Signer(secret).verify(body, dict(headers), json_parse=False)
+    except (ValueError, binascii.Error) as exc:
+        # A malformed signature header (no comma, not base64) is a bad signature too.
+        raise WebhookVerificationError("malformed webhook signature") from exc
     return Event.model_validate_json(body)

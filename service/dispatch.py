@@ -194,20 +194,26 @@ async def _serve(
     config: DispatchConfig,
     random: Callable[[], float],
     sub: Claimed,
+    db_slots: asyncio.Semaphore,
 ) -> int:
     """Send a claimed subscription's pending events in order, until one fails, none is left,
     or it has had its share; returns the attempts made."""
     made = 0
     for _ in range(EVENTS_PER_CLAIM):
-        async with pool.acquire() as conn:
-            event = await usecase.next_event(tx.reading(conn, at=clock.now(), who=None), sub)
+        async with db_slots, pool.acquire() as conn:
+            found = await usecase.next_event(tx.reading(conn, at=clock.now(), who=None), sub)
+            event = found.event
             if event is None:
                 async with tx.writing(conn, **_system_tx_args(clock)) as unit:
-                    await usecase.release(unit, sub)
+                    await usecase.release(unit, sub, found.position)
                 return made
         attempt = await send(sub, event)
         made += 1
-        async with pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
+        async with (
+            db_slots,
+            pool.acquire() as conn,
+            tx.writing(conn, **_system_tx_args(clock)) as unit,
+        ):
             settled = await usecase.settle(
                 unit, sub, event, attempt, config.policy, config.lease, random
             )
@@ -227,7 +233,7 @@ async def _serve(
         sub = replace(
             sub, position=event.position, attempts=0, first_attempt_at=None, lease=settled.lease
         )
-    async with pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
+    async with db_slots, pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
         await usecase.release(unit, sub)
     return made
 
@@ -252,8 +258,11 @@ async def dispatch_once(
         claimed = await usecase.claim_due(unit, config.lease, CLAIM_BATCH)
     if not claimed:
         return Round(0, 0)
+    # Deliveries run side by side, but take at most half the pool between them: requests keep
+    # the other half however many subscriptions are due.
+    db_slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
     results = await asyncio.gather(
-        *(_serve(pool, clock, send, config, random, sub) for sub in claimed),
+        *(_serve(pool, clock, send, config, random, sub, db_slots) for sub in claimed),
         return_exceptions=True,
     )
     attempts = 0

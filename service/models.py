@@ -652,7 +652,7 @@ class Event(Out):
 
 class EventPage(Out):
     items: list[Event]
-    # Always present: the position after the last item (or the same one when there were none).
+    # Always present: after the last item of a full page, else where the read was complete.
     next_cursor: str
 
 

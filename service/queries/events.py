@@ -7,6 +7,7 @@ One statement per scope, so each is planned through its own index."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -19,7 +20,7 @@ SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
        e.force_code, e.provider_id, e.data
 FROM event e
 WHERE (e.tx, e.id) > ($1::text::xid8, $2::bigint)
-  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND e.tx < $5::text::xid8
   AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
 ORDER BY e.tx, e.id
 LIMIT $4
@@ -34,7 +35,7 @@ SELECT * FROM (
      FROM event e
      WHERE e.force_code = $5
        AND (e.force_code, e.tx, e.id) > ($5, $1::text::xid8, $2::bigint)
-       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND e.tx < $6::text::xid8
        AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
      ORDER BY e.force_code, e.tx, e.id
      LIMIT $4)
@@ -44,7 +45,7 @@ SELECT * FROM (
      FROM event e
      WHERE e.type = 'site.availability_changed'
        AND (e.tx, e.id) > ($1::text::xid8, $2::bigint)
-       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND e.tx < $6::text::xid8
        AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
      ORDER BY e.tx, e.id
      LIMIT $4)
@@ -60,7 +61,7 @@ SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
 FROM event e
 WHERE e.provider_id = $5
   AND (e.provider_id, e.tx, e.id) > ($5, $1::text::xid8, $2::bigint)
-  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND e.tx < $6::text::xid8
   AND ($3::text[] IS NULL OR e.type = ANY ($3::text[]))
 ORDER BY e.provider_id, e.tx, e.id
 LIMIT $4
@@ -85,8 +86,24 @@ SELECT (SELECT max(e.tx) FROM event e WHERE e.tx < s.xmin)::text AS head,
 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS s
 """
 
+# Every transaction below this one has ended: the bound up to which a read is complete. Read
+# before the events (any transaction below it has committed or rolled back by then, so the
+# read that follows sees all of them).
+HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+
 # A position before every event.
 START: tuple[str, int] = ("0", 0)
+
+
+@dataclass(frozen=True)
+class Read:
+    """Events read, and the position the next read starts from: after the last event when the
+    page is full, else the horizon itself (nothing in scope lies below it unread), so a
+    reader or subscription whose filters match nothing for a while moves on instead of
+    walking the same stretch of other events again and again."""
+
+    rows: list[asyncpg.Record]
+    position: tuple[str, int]
 
 
 async def page(
@@ -97,16 +114,24 @@ async def page(
     force_code: str | None = None,
     provider_id: UUID | None = None,
     types: Sequence[str] | None = None,
-) -> list[asyncpg.Record]:
+) -> Read:
     """Committed events after `after` (a (tx, id) position; None: from the start), in feed
     order, for one scope: a force (officers), a provider, or everything (neither given)."""
-    tx, event_id = after or START
+    start = after or START
+    tx, event_id = start
     wanted = None if types is None else list(types)
+    horizon: str = await conn.fetchval(HORIZON)
     if force_code is not None:
-        return await conn.fetch(FORCE, tx, event_id, wanted, limit, force_code)
-    if provider_id is not None:
-        return await conn.fetch(PROVIDER, tx, event_id, wanted, limit, provider_id)
-    return await conn.fetch(ALL, tx, event_id, wanted, limit)
+        rows = await conn.fetch(FORCE, tx, event_id, wanted, limit, force_code, horizon)
+    elif provider_id is not None:
+        rows = await conn.fetch(PROVIDER, tx, event_id, wanted, limit, provider_id, horizon)
+    else:
+        rows = await conn.fetch(ALL, tx, event_id, wanted, limit, horizon)
+    if len(rows) == limit:
+        return Read(rows, (rows[-1]["tx"], rows[-1]["id"]))
+    # Never backwards: a position handed in is at most a horizon read earlier.
+    moved = max(start, (horizon, 0), key=lambda p: (int(p[0]), p[1]))
+    return Read(rows, moved)
 
 
 async def watch(conn: Connection) -> tuple[str | None, bool]:

@@ -107,7 +107,7 @@ RETURNING id
 
 # Nothing (more) to send: give the subscription back at `$3`, if the lease is still ours.
 RELEASE = """
-UPDATE webhook SET leased_until = $3
+UPDATE webhook SET leased_until = $3, after_tx = $4::text::xid8, after_id = $5
 WHERE id = $1 AND leased_until = $2
 """
 
@@ -222,8 +222,15 @@ async def disable_for_key(conn: Connection, key_id: UUID, at: datetime) -> list[
     return [row["id"] for row in await conn.fetch(DISABLE_FOR_KEY, key_id, at)]
 
 
-async def release(conn: Connection, webhook_id: UUID, lease: datetime, at: datetime) -> None:
-    await conn.execute(RELEASE, webhook_id, lease, at)
+async def release(
+    conn: Connection,
+    webhook_id: UUID,
+    lease: datetime,
+    at: datetime,
+    after_tx: str,
+    after_id: int,
+) -> None:
+    await conn.execute(RELEASE, webhook_id, lease, at, after_tx, after_id)
 
 
 async def settle(

@@ -24,7 +24,7 @@ Position = tuple[str, int]
 @dataclass(frozen=True)
 class FeedPage:
     """Events after the position asked for, and where the next read starts (the last event's
-    position, or the one asked for when there were none)."""
+    position when the page is full, else the horizon the read was complete to)."""
 
     items: list[dict[str, Any]]
     position: Position
@@ -36,7 +36,7 @@ async def read_feed(
     """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
     all), in the caller's scope."""
     who = tx.caller
-    rows = await events.page(
+    read = await events.page(
         tx.conn,
         after=after,
         limit=limit,
@@ -44,7 +44,4 @@ async def read_feed(
         provider_id=who.provider_id if who.role == Role.PROVIDER else None,
         types=None if types is None else [str(t) for t in types],
     )
-    if not rows:
-        return FeedPage([], after or events.START)
-    last = rows[-1]
-    return FeedPage([event_body(row, who.role) for row in rows], (last["tx"], last["id"]))
+    return FeedPage([event_body(row, who.role) for row in read.rows], read.position)

@@ -200,10 +200,20 @@ class PendingEvent:
     body: dict[str, Any]
 
 
-async def next_event(tx: Tx, sub: Claimed) -> PendingEvent | None:
+@dataclass(frozen=True)
+class Next:
+    """A subscription's next event (None: none yet), and the position to go on from when
+    there is none: the feed's horizon, so a subscription whose types match nothing for a while
+    does not walk the same stretch of other events every round."""
+
+    event: PendingEvent | None
+    position: tuple[str, int]
+
+
+async def next_event(tx: Tx, sub: Claimed) -> Next:
     """The first committed event after the subscription's position that its scope may see
-    and its types ask for, as its scope's role sees it; None when there is none yet."""
-    found = await events.page(
+    and its types ask for, as its scope's role sees it."""
+    read = await events.page(
         tx.conn,
         after=sub.position,
         limit=1,
@@ -211,20 +221,25 @@ async def next_event(tx: Tx, sub: Claimed) -> PendingEvent | None:
         provider_id=sub.provider_id,
         types=sub.event_types,
     )
-    if not found:
-        return None
-    event = found[0]
-    return PendingEvent(
-        id=event["id"],
-        position=(event["tx"], event["id"]),
-        body=rules.event_body(event, sub.role),
+    if not read.rows:
+        return Next(None, read.position)
+    event = read.rows[0]
+    return Next(
+        PendingEvent(
+            id=event["id"],
+            position=(event["tx"], event["id"]),
+            body=rules.event_body(event, sub.role),
+        ),
+        read.position,
     )
 
 
-async def release(tx: Tx, sub: Claimed) -> None:
+async def release(tx: Tx, sub: Claimed, position: tuple[str, int] | None = None) -> None:
     """Nothing (more) to send now: the subscription is free again (if the lease is still
-    ours), and goes behind the others in the claim order."""
-    await store.release(tx.conn, sub.id, sub.lease, tx.at)
+    ours), goes behind the others in the claim order, and moves on to `position` when given
+    (everything in its scope and types before it has been delivered or given up)."""
+    after_tx, after_id = position or sub.position
+    await store.release(tx.conn, sub.id, sub.lease, tx.at, after_tx, after_id)
 
 
 @dataclass(frozen=True)

@@ -544,7 +544,15 @@ def test_verify_webhook_returns_the_signed_event() -> None:
 
 
 @pytest.mark.parametrize(
-    "forgery", ["altered body", "another secret", "five minutes old", "no signature"]
+    "forgery",
+    [
+        "altered body",
+        "another secret",
+        "five minutes old",
+        "no signature",
+        "no comma in the signature",
+        "a signature that is not base64",
+    ],
 )
 def test_verify_webhook_refuses_what_we_did_not_send(forgery: str) -> None:
     body = json.dumps(_event(42))
@@ -555,6 +563,10 @@ def test_verify_webhook_refuses_what_we_did_not_send(forgery: str) -> None:
         headers = _signed(body, secret="whsec_" + "QUJD" * 8)
     elif forgery == "five minutes old":
         headers = _signed(body, at=datetime.now(UTC) - timedelta(minutes=6))
+    elif forgery == "no comma in the signature":
+        headers["webhook-signature"] = "v1"
+    elif forgery == "a signature that is not base64":
+        headers["webhook-signature"] = "v1,@@@"
     else:
         del headers["webhook-signature"]
     with pytest.raises(WebhookVerificationError):

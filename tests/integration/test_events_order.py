@@ -105,7 +105,7 @@ async def test_a_later_commit_waits_for_an_earlier_writer(
     assert await late.read() == [e1, e2]
 
 
-async def test_feed_order_is_commit_order_of_writers_not_id_order(
+async def test_feed_order_is_the_writers_transaction_order_not_event_id_order(
     world: World, db: Pool, connections: list[asyncpg.Connection[Any]]
 ) -> None:
     site = await world.site()

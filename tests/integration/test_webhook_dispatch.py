@@ -208,8 +208,8 @@ async def expected_events(
 ) -> list[dict[str, Any]]:
     """What the subscription should receive: its scope's feed from where it started."""
     async with db.acquire() as conn:
-        rows = await events.page(conn, after=after, limit=10_000, force_code=force_code)
-    return [event_body(row, role) for row in rows]
+        read = await events.page(conn, after=after, limit=10_000, force_code=force_code)
+    return [event_body(row, role) for row in read.rows]
 
 
 async def caught_up(db: Pool, within: float = 10) -> None:
@@ -590,10 +590,10 @@ async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
                 await _hold_and_confirm(second.base, officer, site_id, 3)
                 await caught_up(pool)
                 async with pool.acquire() as c:
-                    rows = await events.page(
+                    read = await events.page(
                         c, after=began, limit=1000, force_code=force, types=HELD_CONFIRMED
                     )
-                wanted = [str(r["id"]) for r in rows]
+                wanted = [str(r["id"]) for r in read.rows]
                 await _until(
                     lambda: (
                         {d.webhook_id for d in receiver.answered if d.status == 200} >= set(wanted)
@@ -635,3 +635,33 @@ async def _post_json(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]
         assert resp.status == 201, await resp.text()
         result: dict[str, Any] = await resp.json()
         return result
+
+
+async def test_a_subscription_whose_types_match_nothing_moves_on(
+    make_api: AppFactory, db: Pool, clock: ManualClock, settings: Settings
+) -> None:
+    """A round with nothing to send moves the subscription to where its read was complete, so
+    the next round does not walk the same stretch of other events again."""
+    api = await make_api(settings_overrides=FAST)
+    world = await World.create(api, db)
+    async with (
+        receiving(lambda n: 200) as receiver,
+        driver(db, clock, settings.model_copy(update=FAST)) as dispatcher,
+    ):
+        hook = await subscribe(api, world.provider, receiver.url, types=["booking.no_show"])
+        began = await start_of(db, hook["id"])
+        site = await world.site()
+        for _ in range(3):
+            await world.bed(site["id"])  # site.availability_changed: not asked for
+        await caught_up(db)
+        await dispatcher.drain()
+        moved = await start_of(db, hook["id"])
+    assert receiver.answered == []
+    assert int(moved[0]) > int(began[0])
+    async with db.acquire() as conn:
+        skipped = await conn.fetchval(
+            "SELECT count(*) FROM event WHERE site_id = $1::uuid AND tx <= $2::text::xid8",
+            site["id"],
+            moved[0],
+        )
+    assert skipped == 3
