@@ -702,23 +702,15 @@ class Delivery(Out):
 # the grouping cannot attribute (searches by provider or area, beds by force) is null.
 
 ReportCount = int | Literal["<5"]
-MAX_REPORT_WINDOW = timedelta(days=366)
 
 
-class ReportQuery(Query):
-    start: Timestamp
-    end: Timestamp
+class ReportQuery(WindowQuery):
+    # The window as the occupancy timeline's: at most 92 days (a quarter), which also bounds
+    # the month buckets the bed-night statements build.
     force: ForceCode | None = None
     provider: UUID | None = None
     group_by: Literal["force", "provider", "area", "month"] = "force"
     publishable: bool = False
-
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        _window_errors(self.start, self.end)
-        if self.end - self.start > MAX_REPORT_WINDOW:
-            raise ValueError("the window may span at most 366 days")
-        return self
 
 
 class ReportSpan(Out):
