@@ -63,6 +63,8 @@ from service.models import (
     Page,
     ProviderIn,
     ProviderOut,
+    ReportQuery,
+    ReportSummary,
     SiteIn,
     SiteOut,
     SitePatch,
@@ -104,6 +106,7 @@ OPERATIONS: Final[dict[str, tuple[str, str]]] = {
     "createApiKey": ("POST", "/v1/api-keys"),
     "revokeApiKey": ("DELETE", "/v1/api-keys/{key_id}"),
     "listAudit": ("GET", "/v1/audit"),
+    "getReportSummary": ("GET", "/v1/reports/summary"),
     "listSites": ("GET", "/v1/sites"),
     "createSite": ("POST", "/v1/sites"),
     "getSite": ("GET", "/v1/sites/{site_id}"),
@@ -463,6 +466,12 @@ class Client:
     ) -> Page[AuditEntry]:
         params = _query(query, cursor=cursor, limit=limit)
         return await self._model(Page[AuditEntry], "listAudit", query=params)
+
+    # --- reports ----------------------------------------------------------------------------
+
+    async def get_report_summary(self, query: ReportQuery) -> ReportSummary:
+        """The summary report as JSON (for CSV, ask the API with `Accept: text/csv`)."""
+        return await self._model(ReportSummary, "getReportSummary", query=_query(query))
 
     # --- sites, beds, blocks --------------------------------------------------------------
 

@@ -695,3 +695,66 @@ class Delivery(Out):
     error: str | None
     outcome: DeliveryOutcome
     next_attempt_at: datetime | None
+
+
+# --- reports (issue 10) -------------------------------------------------------------------------
+# GET /v1/reports/summary. A count is a whole number, or "<5" in a publishable report; a figure
+# the grouping cannot attribute (searches by provider or area, beds by force) is null.
+
+ReportCount = int | Literal["<5"]
+
+
+class ReportQuery(WindowQuery):
+    # The window as the occupancy timeline's: at most 92 days (a quarter), which also bounds
+    # the month buckets the bed-night statements build.
+    force: ForceCode | None = None
+    provider: UUID | None = None
+    group_by: Literal["force", "provider", "area", "month"] = "force"
+    publishable: bool = False
+
+
+class ReportSpan(Out):
+    median: float | None
+    p90: float | None
+
+
+class ReportFeedback(Out):
+    responses: ReportCount
+    consented: ReportCount
+    felt_safe: dict[str, ReportCount]
+    treated_with_respect: dict[str, ReportCount]
+    needs_met: dict[str, ReportCount]
+
+
+class ReportGroup(Out):
+    key: str | None
+    searches: ReportCount | None
+    searches_empty: ReportCount | None
+    searches_empty_by_cause: dict[str, ReportCount] | None
+    holds: ReportCount
+    confirmations: ReportCount
+    requests: ReportCount
+    accepted: ReportCount
+    declined: ReportCount
+    declined_by_reason: dict[str, ReportCount]
+    expiries: ReportCount
+    cancellations: ReportCount
+    cancellations_by_reason: dict[str, ReportCount]
+    no_shows: ReportCount
+    arrivals: ReportCount
+    departures: ReportCount
+    hold_to_confirmation_minutes: ReportSpan
+    hold_to_arrival_minutes: ReportSpan
+    bed_nights_offered: float | None
+    bed_nights_used: float | None
+    occupancy: float | None
+    feedback: ReportFeedback
+
+
+class ReportSummary(Out):
+    start: datetime
+    end: datetime
+    group_by: Literal["force", "provider", "area", "month"]
+    publishable: bool
+    searches_attributable: bool
+    groups: list[ReportGroup]

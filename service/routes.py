@@ -12,6 +12,7 @@ from service.handlers import (
     capacity,
     events,
     reference,
+    reports,
     system,
     webhooks,
 )
@@ -38,6 +39,7 @@ def add_routes(app: web.Application) -> None:
 
     r.add_get("/v1/audit", audit.list_audit)
     r.add_get("/v1/events", events.list_events)
+    r.add_get("/v1/reports/summary", reports.get_report_summary)
 
     r.add_get("/v1/webhooks", webhooks.list_webhooks)
     r.add_post("/v1/webhooks", webhooks.create_webhook)
