@@ -10,18 +10,20 @@ import asyncpg
 
 from service.db import Connection
 
-# Hard filters, then the ranking (language, then distance). Coordinates stay in
-# the database: only the distance leaves it. Every number computed from a site's position uses
-# its coarse cell only (sql/0005_coarse_location.sql), never its exact location, so no number
-# of searches from any points tells more than the cell: `near`, `max_km` and the ranking use
-# the distance to the cell's centre; the exclusion zone leaves a site out when any point of its
-# cell may be inside the zone.
+# Hard filters, then the ranking (language, then fresh capacity before stale, then distance).
+# Coordinates stay in the database: only the distance leaves it. Every number computed from a
+# site's position uses its coarse cell only (sql/0005_coarse_location.sql), never its exact
+# location, so no number of searches from any points tells more than the cell: `near`,
+# `max_km` and the ranking use the distance to the cell's centre; the exclusion zone leaves a
+# site out when any point of its cell may be inside the zone.
 # The search and its record in one statement (one round trip, atomic on its own): every
-# search is counted for unmet demand, with the needs but never the searched points.
+# search is counted for unmet demand, with the needs but never the searched points, and, when
+# it found nothing, the need that emptied it (`empty_cause`, see `empty` below).
 SEARCH_AND_RECORD = """
 WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
-           s.interpreter_on_call,
+           s.interpreter_on_call, s.capacity_confirmed_at,
+           s.capacity_confirmed_at <= $19::timestamptz AS stale,
            CASE WHEN $7::float8 IS NULL THEN NULL
                 ELSE cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
                                     s.cell_east) END AS distance_km
@@ -54,29 +56,71 @@ WITH site_match AS (
 ),
 found AS (
     SELECT m.id AS site_id, m.name, m.provider, m.area, m.booking_mode, m.languages,
-           m.interpreter_on_call, m.distance_km, f.free_beds
+           m.interpreter_on_call, m.capacity_confirmed_at, m.stale, m.distance_km, f.free_beds
     FROM in_reach m
     JOIN free f ON f.site_id = m.id
+),
+-- Why nothing was found: how far along the hard needs, applied one after another, each active
+-- site gets (0: it fails the gender, 1: the dependants, ...; 7: it meets them all, so only a
+-- free bed is missing); the furthest any site gets names the need that left none. A need not
+-- asked passes every site. Dependants and wheelchair ask for one bed in service meeting both,
+-- free or not. Referenced once, under `CASE WHEN count(*) = 0`: PostgreSQL inlines it as an
+-- InitPlan run only when that branch is taken, so a search that finds sites never reads it.
+empty AS (
+    SELECT (ARRAY['none_active', 'gender', 'dependants', 'wheelchair', 'max_stay',
+                  'exclusion_zone', 'distance', 'no_free_bed'])[coalesce(max(stage), -1) + 2]
+           AS cause
+    FROM (
+        SELECT CASE
+            WHEN NOT ($4::text IS NULL OR $4 = ANY (s.genders_accepted)) THEN 0
+            WHEN $5::int > 0 AND NOT EXISTS (
+                SELECT 1 FROM bed b
+                WHERE b.site_id = s.id AND b.removed_at IS NULL AND b.in_service
+                  AND b.max_dependants >= $5::int
+            ) THEN 1
+            WHEN $6::bool AND NOT EXISTS (
+                SELECT 1 FROM bed b
+                WHERE b.site_id = s.id AND b.removed_at IS NULL AND b.in_service
+                  AND b.max_dependants >= $5::int AND b.wheelchair_accessible
+            ) THEN 2
+            WHEN $2::timestamptz - $1::timestamptz > make_interval(hours => s.max_stay_hours)
+                THEN 3
+            WHEN NOT ($10::float8 IS NULL
+                      OR s.cell_south - $10 > ($12::float8 + 0.001) / 111.0
+                      OR $10 - s.cell_north > ($12::float8 + 0.001) / 111.0
+                      OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west,
+                                         s.cell_north, s.cell_east) >= $12::float8)
+                THEN 4
+            WHEN NOT ($9::float8 IS NULL
+                      OR cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
+                                        s.cell_east) <= $9)
+                THEN 5
+            ELSE 6 END AS stage
+        FROM site s
+        WHERE s.status = 'active'
+    ) AS staged
 ),
 recorded AS (
     INSERT INTO search (
         at, api_key_id, role, force_code, window_start, window_end, gender, dependants,
         wheelchair, language, near_given, max_km, avoid_km, sites_found, beds_found,
-        refused_before
+        refused_before, empty_cause
     )
     SELECT $3, $13, $14, $15, $1, $2, $4, $5, $6, $16, $7::float8 IS NOT NULL, $9, $12,
-           count(*), coalesce(sum(free_beds), 0), $17
+           count(*), coalesce(sum(free_beds), 0), $17,
+           CASE WHEN count(*) = 0 THEN (SELECT cause FROM empty) END
     FROM found
 )
 -- Ranked by language fit (0 staff speak it or none was asked, 1 interpreter on call, 2 neither),
--- then distance to the cell, then name and id so equal ranks keep one order. Only the page
+-- then fresh capacity before stale (a stale site's free beds are less sure), then distance to
+-- the cell, then name and id so equal ranks keep one order. Only the page
 -- asked for leaves the database, with the count of every match beside it.
 SELECT *, count(*) OVER () AS total
 FROM found
 ORDER BY CASE WHEN $16::text IS NULL OR $16 = ANY (languages) THEN 0
               WHEN interpreter_on_call THEN 1
               ELSE 2 END,
-         distance_km NULLS LAST, name COLLATE "C", site_id
+         stale, distance_km NULLS LAST, name COLLATE "C", site_id
 LIMIT $18
 """
 
@@ -106,10 +150,13 @@ async def search(
     avoid: tuple[float, float, float] | None,
     searcher: Searcher,
     limit: int,
+    stale_before: datetime,
 ) -> list[asyncpg.Record]:
     """The best `limit` sites with a matching free bed, ranked, each row carrying the count of
-    all matches (`total`); the search is recorded in the same statement. Columns are named
-    as the API names an item's fields (`distance_km` still unrounded)."""
+    all matches (`total`); the search is recorded in the same statement, with the need that
+    emptied it when it found nothing. Columns are named as the API names an item's fields
+    (`distance_km` still unrounded). A site whose capacity was last confirmed at or before
+    `stale_before` is `stale`."""
     near_lat, near_lon = _point(near)
     avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
     avoid_km = None if avoid is None else avoid[2]
@@ -133,6 +180,7 @@ async def search(
         language,
         searcher.refused_before,
         limit,
+        stale_before,
     )
 
 

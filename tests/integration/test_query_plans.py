@@ -124,7 +124,7 @@ async def test_request_queries_never_scan_the_ledger_in_full(
     bed_id = await _one(conn, "SELECT id FROM bed WHERE site_id = $1 LIMIT 1", site_id)
     booking_id = await _one(conn, "SELECT id FROM booking ORDER BY created_at DESC LIMIT 1")
     key_id = uuid4()
-    searcher = (None, "officer", None, None, 0, 20)
+    searcher = (None, "officer", None, None, 0, 20, now - timedelta(hours=8))
     queries: dict[str, tuple[str, tuple[object, ...]]] = {
         "search": (
             availability.SEARCH_AND_RECORD,
@@ -187,7 +187,7 @@ async def test_the_free_bed_rule_reads_live_claims_only(ledger: asyncpg.Connecti
     later = now + timedelta(hours=24)
     site_id = await _one(conn, "SELECT id FROM site ORDER BY name LIMIT 1")
     bed_id = await _one(conn, "SELECT id FROM bed WHERE site_id = $1 LIMIT 1", site_id)
-    searcher = (None, "officer", None, None, 0, 20)
+    searcher = (None, "officer", None, None, 0, 20, now - timedelta(hours=8))
     queries: dict[str, tuple[str, tuple[object, ...]]] = {
         "search": (
             availability.SEARCH_AND_RECORD,
