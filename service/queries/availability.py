@@ -18,7 +18,7 @@ from service.db import Connection
 # site out when any point of its cell may be inside the zone.
 # The search and its record in one statement (one round trip, atomic on its own): every
 # search is counted for unmet demand, with the needs but never the searched points, and, when
-# it found nothing, the need that emptied it (`empty_cause`, see `empty` below).
+# it found nothing, the need that emptied it (`empty_cause`, sql/0013_search_empty_cause.sql).
 SEARCH_AND_RECORD = """
 WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
@@ -60,46 +60,6 @@ found AS (
     FROM in_reach m
     JOIN free f ON f.site_id = m.id
 ),
--- Why nothing was found: how far along the hard needs, applied one after another, each active
--- site gets (0: it fails the gender, 1: the dependants, ...; 7: it meets them all, so only a
--- free bed is missing); the furthest any site gets names the need that left none. A need not
--- asked passes every site. Dependants and wheelchair ask for one bed in service meeting both,
--- free or not. Referenced once, under `CASE WHEN count(*) = 0`: PostgreSQL inlines it as an
--- InitPlan run only when that branch is taken, so a search that finds sites never reads it.
-empty AS (
-    SELECT (ARRAY['none_active', 'gender', 'dependants', 'wheelchair', 'max_stay',
-                  'exclusion_zone', 'distance', 'no_free_bed'])[coalesce(max(stage), -1) + 2]
-           AS cause
-    FROM (
-        SELECT CASE
-            WHEN NOT ($4::text IS NULL OR $4 = ANY (s.genders_accepted)) THEN 0
-            WHEN $5::int > 0 AND NOT EXISTS (
-                SELECT 1 FROM bed b
-                WHERE b.site_id = s.id AND b.removed_at IS NULL AND b.in_service
-                  AND b.max_dependants >= $5::int
-            ) THEN 1
-            WHEN $6::bool AND NOT EXISTS (
-                SELECT 1 FROM bed b
-                WHERE b.site_id = s.id AND b.removed_at IS NULL AND b.in_service
-                  AND b.max_dependants >= $5::int AND b.wheelchair_accessible
-            ) THEN 2
-            WHEN $2::timestamptz - $1::timestamptz > make_interval(hours => s.max_stay_hours)
-                THEN 3
-            WHEN NOT ($10::float8 IS NULL
-                      OR s.cell_south - $10 > ($12::float8 + 0.001) / 111.0
-                      OR $10 - s.cell_north > ($12::float8 + 0.001) / 111.0
-                      OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west,
-                                         s.cell_north, s.cell_east) >= $12::float8)
-                THEN 4
-            WHEN NOT ($9::float8 IS NULL
-                      OR cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
-                                        s.cell_east) <= $9)
-                THEN 5
-            ELSE 6 END AS stage
-        FROM site s
-        WHERE s.status = 'active'
-    ) AS staged
-),
 recorded AS (
     INSERT INTO search (
         at, api_key_id, role, force_code, window_start, window_end, gender, dependants,
@@ -108,7 +68,10 @@ recorded AS (
     )
     SELECT $3, $13, $14, $15, $1, $2, $4, $5, $6, $16, $7::float8 IS NOT NULL, $9, $12,
            count(*), coalesce(sum(free_beds), 0), $17,
-           CASE WHEN count(*) = 0 THEN (SELECT cause FROM empty) END
+           -- Only when nothing was found (sql/0013_search_empty_cause.sql): a search that
+           -- finds sites neither runs nor plans it.
+           CASE WHEN count(*) = 0
+                THEN search_empty_cause($1, $2, $4, $5, $6, $7, $8, $9, $10, $11, $12) END
     FROM found
 )
 -- Ranked by language fit (0 staff speak it or none was asked, 1 interpreter on call, 2 neither),

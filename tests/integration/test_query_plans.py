@@ -134,6 +134,11 @@ async def test_request_queries_never_scan_the_ledger_in_full(
             availability.SEARCH_AND_RECORD,
             (now, later, now, None, 0, False, None, None, None, None, None, None, *searcher),
         ),
+        # Nothing found (the plan sites take women only): the need that emptied it is recorded.
+        "search that finds nothing": (
+            availability.SEARCH_AND_RECORD,
+            (now, later, now, "male", 2, True, 52.3, -1.3, 80.0, 51.5, -0.1, 10.0, *searcher),
+        ),
         "hold: free beds": (bookings.FREE_BEDS, (site_id, now, later, 0, False, now)),
         "hold: live holds": (bookings.LIVE_HOLDS, ("plan-force", key_id, now)),
         "hold: expire lapsed on the bed": (bookings.EXPIRE_LAPSED, (now, bed_id, 500)),
