@@ -14,7 +14,7 @@ from service.db import create_pool, pool_state, resolve_dsn
 from service.dispatch import dispatch_job
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
-from service.jobs import erasure_job, expiry_job
+from service.jobs import erasure_job, expiry_job, staleness_job
 from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
@@ -108,5 +108,6 @@ def create_app(
         app.cleanup_ctx.append(expiry_job)
         app.cleanup_ctx.append(dispatch_job)
         app.cleanup_ctx.append(erasure_job)
+        app.cleanup_ctx.append(staleness_job)
     add_routes(app)
     return app

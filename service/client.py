@@ -111,6 +111,7 @@ OPERATIONS: Final[dict[str, tuple[str, str]]] = {
     "createSite": ("POST", "/v1/sites"),
     "getSite": ("GET", "/v1/sites/{site_id}"),
     "updateSite": ("PATCH", "/v1/sites/{site_id}"),
+    "confirmCapacity": ("POST", "/v1/sites/{site_id}/confirm-capacity"),
     "listBeds": ("GET", "/v1/sites/{site_id}/beds"),
     "createBed": ("POST", "/v1/sites/{site_id}/beds"),
     "updateBed": ("PATCH", "/v1/sites/{site_id}/beds/{bed_id}"),
@@ -493,6 +494,16 @@ class Client:
         """`if_match`: the `version` you read (or an ETag); a stale one is 412."""
         return await self._model(
             SiteOut, "updateSite", path={"site_id": site_id}, body=body, headers=_if_match(if_match)
+        )
+
+    async def confirm_capacity(self, site_id: Id, *, idempotency_key: str | None = None) -> SiteOut:
+        """The provider's "still accurate": the site's capacity is confirmed now (no longer
+        `stale`)."""
+        return await self._model(
+            SiteOut,
+            "confirmCapacity",
+            path={"site_id": site_id},
+            idempotency_key=idempotency_key,
         )
 
     async def list_beds(

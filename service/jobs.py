@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -15,6 +16,7 @@ from service.db import Pool
 from service.usecases import tx
 from service.usecases.expiry import expire_lapsed
 from service.usecases.purge import Purged, purge_unless_running
+from service.usecases.staleness import announce_stale
 
 log = structlog.get_logger(__name__)
 
@@ -111,3 +113,40 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.info("erasure job stopped")
+
+
+async def announce_stale_once(pool: Pool, clock: Clock, stale_after: timedelta) -> int:
+    """One round of staleness announcements, acting as "system": each site that has turned
+    stale gets its site.capacity_stale once; returns how many. Any number of replicas may run
+    it at once (the marking UPDATE hands each site to one of them)."""
+    async with (
+        pool.acquire() as conn,
+        tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
+    ):
+        return await announce_stale(unit, stale_after)
+
+
+async def staleness_job(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: announce sites whose capacity turned stale every
+    STALENESS_INTERVAL_SECONDS; stop cleanly at shutdown."""
+    settings = app[keys.SETTINGS]
+    stale_after = timedelta(hours=settings.stale_after_hours)
+
+    async def loop() -> None:
+        while True:
+            try:
+                announced = await announce_stale_once(app[keys.POOL], app[keys.CLOCK], stale_after)
+                if announced:
+                    log.info("capacity turned stale", sites=announced)
+            except Exception:  # a failed round is retried next interval; the job must live on
+                log.exception("staleness round failed")
+            await asyncio.sleep(settings.staleness_interval_seconds)
+
+    task = asyncio.create_task(loop(), name="staleness")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("staleness job stopped")

@@ -298,6 +298,8 @@ class SiteOut(Out):
     version: int
     created_at: datetime
     updated_at: datetime
+    capacity_confirmed_at: datetime
+    stale: bool
 
 
 class BedIn(Body):
@@ -439,6 +441,8 @@ class AvailabilityItem(Out):
     booking_mode: BookingMode
     languages: list[str]
     interpreter_on_call: bool
+    capacity_confirmed_at: datetime
+    stale: bool
 
 
 class AvailabilityOut(Out):

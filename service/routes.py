@@ -51,6 +51,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/sites", capacity.create_site)
     r.add_get("/v1/sites/{site_id}", capacity.get_site)
     r.add_patch("/v1/sites/{site_id}", capacity.patch_site)
+    r.add_post("/v1/sites/{site_id}/confirm-capacity", capacity.confirm_capacity)
     r.add_get("/v1/sites/{site_id}/beds", capacity.list_beds)
     r.add_post("/v1/sites/{site_id}/beds", capacity.create_bed)
     r.add_patch("/v1/sites/{site_id}/beds/{bed_id}", capacity.patch_bed)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # How often the erasure job looks for stays past the retention period (one replica at a
     # time does it).
     erasure_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # Capacity a provider has neither changed nor confirmed for this long is stale: shown so in
+    # searches, ranked after fresh sites, and announced once as site.capacity_stale.
+    stale_after_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    staleness_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Live (unconfirmed, unexpired) holds one API key, and one force across its keys, may have
     # at once: far above a busy custody suite, far below a site's worth of beds per key.
     hold_cap_per_key: int = Field(default=5, ge=1, le=10_000)

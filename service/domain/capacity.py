@@ -1,8 +1,9 @@
-"""Which capacity changes a search can see: pure rules, no I/O."""
+"""Which capacity changes a search can see, and when capacity is stale: pure rules, no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.domain.claims import Row
@@ -48,3 +49,24 @@ def bed_change_alters_search(changed: Iterable[str]) -> bool:
     a wheelchair (SEARCH_BED_FIELDS). A bed's label or room type alone changes no count.
     """
     return not SEARCH_BED_FIELDS.isdisjoint(changed)
+
+
+# A site's fields whose change is itself a statement about its capacity (SPEC issue 10 item 6:
+# a change to its beds, blocks or status confirms it); a new name or phone number does not.
+CAPACITY_SITE_FIELDS = frozenset({"status"})
+
+
+def site_change_confirms_capacity(changed: Iterable[str]) -> bool:
+    """Whether changing these site fields counts as the provider confirming its capacity."""
+    return not CAPACITY_SITE_FIELDS.isdisjoint(changed)
+
+
+def stale_before(at: datetime, stale_after: timedelta) -> datetime:
+    """The staleness cut-off at `at`: a site whose capacity was last confirmed (changed or
+    declared still accurate) at or before it is stale. A provider that has said nothing for
+    STALE_AFTER_HOURS may be showing beds that are no longer free."""
+    return at - stale_after
+
+
+def is_stale(confirmed_at: datetime, at: datetime, stale_after: timedelta) -> bool:
+    return confirmed_at <= stale_before(at, stale_after)

@@ -5,6 +5,7 @@ present, count."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
@@ -75,6 +76,7 @@ async def availability(request: web.Request) -> web.Response:
         refused_before=partial(
             request.app[keys.RATE_LIMITER].refused_searches, principal(request).key_id
         ),
+        stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
     )
     # One statement, recorded as it runs: a plain connection, no transaction (the bench
     # measures this path).

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
 
-from service import paging
+from service import keys, paging
 from service.handlers.common import (
     etag,
     if_match_allows,
@@ -37,15 +38,22 @@ from service.usecases import capacity
 # --- sites ------------------------------------------------------------------------------------
 
 
+def _stale_after(request: web.Request) -> timedelta:
+    return timedelta(hours=request.app[keys.SETTINGS].stale_after_hours)
+
+
 async def list_sites(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
     async with reading(request) as tx:
         page = await capacity.list_sites(
-            tx, after=paging.decode_position(query.cursor), limit=query.limit
+            tx,
+            after=paging.decode_position(query.cursor),
+            limit=query.limit,
+            stale_after=_stale_after(request),
         )
     return json_response(
         Page[SiteOut](
-            items=[SiteOut.model_validate(dict(r)) for r in page.items],
+            items=[SiteOut.model_validate(r) for r in page.items],
             next_cursor=page.next_cursor,
         )
     )
@@ -54,8 +62,8 @@ async def list_sites(request: web.Request) -> web.Response:
 async def create_site(request: web.Request) -> web.Response:
     body = await read_body(request, SiteIn)
     async with writing(request) as tx:
-        row = await capacity.create_site(tx, body.model_dump())
-        shown = SiteOut.model_validate(dict(row))
+        row = await capacity.create_site(tx, body.model_dump(), stale_after=_stale_after(request))
+        shown = SiteOut.model_validate(row)
     return json_response(
         shown,
         status=201,
@@ -66,8 +74,8 @@ async def create_site(request: web.Request) -> web.Response:
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     async with reading(request) as tx:
-        row = await capacity.get_site(tx, site_id)
-    return json_response(SiteOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])})
+        row = await capacity.get_site(tx, site_id, stale_after=_stale_after(request))
+    return json_response(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
 
 
 async def patch_site(request: web.Request) -> web.Response:
@@ -75,9 +83,22 @@ async def patch_site(request: web.Request) -> web.Response:
     body = await read_body(request, SitePatch)
     async with writing(request) as tx:
         row = await capacity.patch_site(
-            tx, site_id, body.model_dump(exclude_unset=True), partial(if_match_allows, request)
+            tx,
+            site_id,
+            body.model_dump(exclude_unset=True),
+            partial(if_match_allows, request),
+            stale_after=_stale_after(request),
         )
-        shown = SiteOut.model_validate(dict(row))
+        shown = SiteOut.model_validate(row)
+    return json_response(shown, headers={"ETag": etag(row["version"])})
+
+
+async def confirm_capacity(request: web.Request) -> web.Response:
+    """POST /v1/sites/{id}/confirm-capacity: the provider's "still accurate", no body."""
+    site_id = path_id(request, "site_id", "site")
+    async with writing(request) as tx:
+        row = await capacity.confirm_capacity(tx, site_id, stale_after=_stale_after(request))
+        shown = SiteOut.model_validate(row)
     return json_response(shown, headers={"ETag": etag(row["version"])})
 
 

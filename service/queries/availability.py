@@ -10,18 +10,20 @@ import asyncpg
 
 from service.db import Connection
 
-# Hard filters, then the ranking (language, then distance). Coordinates stay in
-# the database: only the distance leaves it. Every number computed from a site's position uses
-# its coarse cell only (sql/0005_coarse_location.sql), never its exact location, so no number
-# of searches from any points tells more than the cell: `near`, `max_km` and the ranking use
-# the distance to the cell's centre; the exclusion zone leaves a site out when any point of its
-# cell may be inside the zone.
+# Hard filters, then the ranking (language, then fresh capacity before stale, then distance).
+# Coordinates stay in the database: only the distance leaves it. Every number computed from a
+# site's position uses its coarse cell only (sql/0005_coarse_location.sql), never its exact
+# location, so no number of searches from any points tells more than the cell: `near`,
+# `max_km` and the ranking use the distance to the cell's centre; the exclusion zone leaves a
+# site out when any point of its cell may be inside the zone.
 # The search and its record in one statement (one round trip, atomic on its own): every
-# search is counted for unmet demand, with the needs but never the searched points.
+# search is counted for unmet demand, with the needs but never the searched points, and, when
+# it found nothing, the need that emptied it (`empty_cause`, sql/0013_search_empty_cause.sql).
 SEARCH_AND_RECORD = """
 WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
-           s.interpreter_on_call,
+           s.interpreter_on_call, s.capacity_confirmed_at,
+           s.capacity_confirmed_at <= $19::timestamptz AS stale,
            CASE WHEN $7::float8 IS NULL THEN NULL
                 ELSE cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
                                     s.cell_east) END AS distance_km
@@ -54,7 +56,7 @@ WITH site_match AS (
 ),
 found AS (
     SELECT m.id AS site_id, m.name, m.provider, m.area, m.booking_mode, m.languages,
-           m.interpreter_on_call, m.distance_km, f.free_beds
+           m.interpreter_on_call, m.capacity_confirmed_at, m.stale, m.distance_km, f.free_beds
     FROM in_reach m
     JOIN free f ON f.site_id = m.id
 ),
@@ -62,21 +64,26 @@ recorded AS (
     INSERT INTO search (
         at, api_key_id, role, force_code, window_start, window_end, gender, dependants,
         wheelchair, language, near_given, max_km, avoid_km, sites_found, beds_found,
-        refused_before
+        refused_before, empty_cause
     )
     SELECT $3, $13, $14, $15, $1, $2, $4, $5, $6, $16, $7::float8 IS NOT NULL, $9, $12,
-           count(*), coalesce(sum(free_beds), 0), $17
+           count(*), coalesce(sum(free_beds), 0), $17,
+           -- Only when nothing was found (sql/0013_search_empty_cause.sql): a search that
+           -- finds sites neither runs nor plans it.
+           CASE WHEN count(*) = 0
+                THEN search_empty_cause($1, $2, $4, $5, $6, $7, $8, $9, $10, $11, $12) END
     FROM found
 )
 -- Ranked by language fit (0 staff speak it or none was asked, 1 interpreter on call, 2 neither),
--- then distance to the cell, then name and id so equal ranks keep one order. Only the page
+-- then fresh capacity before stale (a stale site's free beds are less sure), then distance to
+-- the cell, then name and id so equal ranks keep one order. Only the page
 -- asked for leaves the database, with the count of every match beside it.
 SELECT *, count(*) OVER () AS total
 FROM found
 ORDER BY CASE WHEN $16::text IS NULL OR $16 = ANY (languages) THEN 0
               WHEN interpreter_on_call THEN 1
               ELSE 2 END,
-         distance_km NULLS LAST, name COLLATE "C", site_id
+         stale, distance_km NULLS LAST, name COLLATE "C", site_id
 LIMIT $18
 """
 
@@ -106,10 +113,13 @@ async def search(
     avoid: tuple[float, float, float] | None,
     searcher: Searcher,
     limit: int,
+    stale_before: datetime,
 ) -> list[asyncpg.Record]:
     """The best `limit` sites with a matching free bed, ranked, each row carrying the count of
-    all matches (`total`); the search is recorded in the same statement. Columns are named
-    as the API names an item's fields (`distance_km` still unrounded)."""
+    all matches (`total`); the search is recorded in the same statement, with the need that
+    emptied it when it found nothing. Columns are named as the API names an item's fields
+    (`distance_km` still unrounded). A site whose capacity was last confirmed at or before
+    `stale_before` is `stale`."""
     near_lat, near_lon = _point(near)
     avoid_lat, avoid_lon = _point(None if avoid is None else avoid[:2])
     avoid_km = None if avoid is None else avoid[2]
@@ -133,6 +143,7 @@ async def search(
         language,
         searcher.refused_before,
         limit,
+        stale_before,
     )
 
 

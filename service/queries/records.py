@@ -40,6 +40,16 @@ FROM site s
 WHERE s.id = $1
 """
 
+# A site's event about its capacity as a whole (site.capacity_stale): the site, and when its
+# capacity was last confirmed.
+INSERT_SITE_CAPACITY_EVENT = """
+INSERT INTO event (type, site_id, provider_id, data, occurred_at)
+SELECT $2, s.id, s.provider_id,
+       jsonb_build_object('site_id', s.id, 'capacity_confirmed_at', s.capacity_confirmed_at), $3
+FROM site s
+WHERE s.id = $1
+"""
+
 INSERT_AUDIT = """
 INSERT INTO audit (at, api_key_id, role, scope, request_id, action, object_type, object_id,
                    fields)
@@ -69,6 +79,10 @@ async def booking_event(conn: Connection, booking_id: UUID, type_: str, at: date
 
 async def site_event(conn: Connection, site_id: UUID, type_: str, cause: str, at: datetime) -> None:
     await conn.execute(INSERT_SITE_EVENT, site_id, type_, cause, at)
+
+
+async def site_capacity_event(conn: Connection, site_id: UUID, type_: str, at: datetime) -> None:
+    await conn.execute(INSERT_SITE_CAPACITY_EVENT, site_id, type_, at)
 
 
 AuditRow = tuple[datetime, UUID | None, str, str | None, str | None, str, str, str, Sequence[str]]

@@ -22,14 +22,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at
+          created_at, updated_at, capacity_confirmed_at
 """
 
 GET = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at
+       created_at, updated_at, capacity_confirmed_at
 FROM site WHERE id = $1
 """
 
@@ -38,7 +38,7 @@ LIST = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at
+       created_at, updated_at, capacity_confirmed_at
 FROM site
 WHERE ($1::uuid IS NULL OR provider_id = $1)
   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
@@ -54,7 +54,7 @@ LOCK = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at
+       created_at, updated_at, capacity_confirmed_at
 FROM site WHERE id = $1
 FOR UPDATE
 """
@@ -75,12 +75,41 @@ UPDATE site SET
     status = coalesce($12, status),
     phone = coalesce($13, phone),
     version = version + 1,
-    updated_at = $14
+    updated_at = $14,
+    -- $15: when the change also confirms the capacity (a status change); see CONFIRM_CAPACITY.
+    capacity_confirmed_at = greatest(capacity_confirmed_at, $15),
+    stale_announced_at = CASE WHEN $15::timestamptz IS NULL THEN stale_announced_at END
 WHERE id = $1
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at
+          created_at, updated_at, capacity_confirmed_at
+"""
+
+# The provider changed the site's capacity (a bed, a block, its status) or declared it still
+# accurate: the site is fresh from `$2`, and the next time it goes stale is announced again.
+# Never moved back (replicas' clocks may differ a little); the site's version is unchanged (no
+# field a PATCH sets changed), so an If-Match read before it still applies.
+CONFIRM_CAPACITY = """
+UPDATE site
+SET capacity_confirmed_at = greatest(capacity_confirmed_at, $2), stale_announced_at = NULL
+WHERE id = $1
+RETURNING id, provider_id, name, address, area,
+          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
+          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+          created_at, updated_at, capacity_confirmed_at
+"""
+
+# Active sites that have turned stale (confirmed at or before `$2`) and were not announced yet,
+# marked announced at `$1`, so each staleness is announced once (a paused or closed site is in
+# no search, so its staleness misleads no one; reopening it is a status change, which confirms
+# its capacity). Replicas running this at once
+# are safe: a row one marks is skipped by the others (it no longer matches once they re-check
+# it after the first commits), so each stale site is returned to exactly one of them.
+MARK_STALE = """
+UPDATE site SET stale_announced_at = $1
+WHERE capacity_confirmed_at <= $2 AND stale_announced_at IS NULL AND status = 'active'
+RETURNING id, capacity_confirmed_at
 """
 
 
@@ -161,8 +190,10 @@ async def update(
     max_stay_hours: int | None = None,
     status: str | None = None,
     phone: str | None = None,
+    capacity_confirmed_at: datetime | None = None,
 ) -> asyncpg.Record:
-    """Sets the columns given (None keeps a column as it is), bumps the version."""
+    """Sets the columns given (None keeps a column as it is), bumps the version; with
+    `capacity_confirmed_at`, the change also confirms the site's capacity."""
     row = await conn.fetchrow(
         UPDATE,
         site_id,
@@ -179,6 +210,19 @@ async def update(
         status,
         phone,
         at,
+        capacity_confirmed_at,
     )
     assert row is not None
     return row
+
+
+async def confirm_capacity(conn: Connection, site_id: UUID, at: datetime) -> asyncpg.Record | None:
+    """The site, its capacity confirmed at `at`; None when there is no such site."""
+    return await conn.fetchrow(CONFIRM_CAPACITY, site_id, at)
+
+
+async def mark_stale(
+    conn: Connection, at: datetime, stale_before: datetime
+) -> list[asyncpg.Record]:
+    """The sites that turned stale since the last call (each returned once), now marked."""
+    return await conn.fetch(MARK_STALE, at, stale_before)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from service.domain import capacity
 from service.domain.access import require_role
 from service.domain.ranking import shown_distance
 from service.domain.stays import check_search_window
@@ -19,7 +20,9 @@ from service.vocab import Gender, Role
 class Search:
     """What an officer asks for. `refused_before` takes how many of the key's searches the
     rate limiter refused since its last recorded one (the search log counts them); it is
-    called only once the search is known to run, so a refused or invalid search keeps them."""
+    called only once the search is known to run, so a refused or invalid search keeps them.
+    `stale_after` is STALE_AFTER_HOURS: a site unconfirmed that long is shown `stale` and
+    ranked after fresh ones of the same language fit."""
 
     end: datetime
     start: datetime | None = None
@@ -32,11 +35,13 @@ class Search:
     avoid: tuple[float, float, float] | None = None
     limit: int = 20
     refused_before: Callable[[], int] = lambda: 0
+    stale_after: timedelta = timedelta(hours=8)
 
 
 async def search(tx: Tx, query: Search) -> dict[str, Any]:
-    """The page of matching sites (`items`, as the API names their fields) and how many match
-    in all (`total`).
+    """The page of matching sites (`items`, as the API names their fields, each with when its
+    capacity was last confirmed and whether that is stale) and how many match in all
+    (`total`). A search that finds nothing records which need emptied it.
 
     Not audited: it reads nothing personal. One statement that also records the search, so it
     runs on a plain connection (a Tx from `reading`), with no transaction around it.
@@ -64,6 +69,7 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
             refused_before=query.refused_before(),
         ),
         limit=query.limit,
+        stale_before=capacity.stale_before(tx.at, query.stale_after),
     )
     items = []
     for row in rows:

@@ -4,13 +4,17 @@ Readers are providers (their own sites) and admins (every site); only providers 
 capacity. Another provider's site answers 404, so its existence is not revealed. Every change
 is audited, and each one a search could see is announced as a site.availability_changed, in
 the same transaction as the change.
+
+Capacity is never silently stale: any change to a site's beds, blocks or status, and the
+provider's "still accurate" (`confirm_capacity`), sets the site's `capacity_confirmed_at`; a
+site shows `stale` once `stale_after` (STALE_AFTER_HOURS) has passed since then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -97,6 +101,24 @@ async def _availability_changed(tx: Tx, site_id: UUID, cause: AvailabilityCause)
     await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=site_id, cause=cause)
 
 
+async def _capacity_changed(tx: Tx, site_id: UUID) -> None:
+    """A change to the site's beds or blocks confirms its capacity: the provider is looking."""
+    await sites.confirm_capacity(tx.conn, site_id, tx.at)
+
+
+def _shown_site(row: asyncpg.Record, at: datetime, stale_after: timedelta) -> dict[str, Any]:
+    """A site as the API shows it: its columns, and whether its capacity is stale at `at`."""
+    site = dict(row)
+    site["stale"] = capacity.is_stale(row["capacity_confirmed_at"], at, stale_after)
+    return site
+
+
+@dataclass(frozen=True)
+class SitePage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
     """A site's fields as the API names them, as its columns: the location is lat and lon."""
     columns = dict(values)
@@ -109,49 +131,77 @@ def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 # --- sites ------------------------------------------------------------------------------
 
 
-async def list_sites(tx: Tx, *, after: Position | None, limit: int) -> Page:
+async def list_sites(
+    tx: Tx, *, after: Position | None, limit: int, stale_after: timedelta
+) -> SitePage:
     _reader(tx)
     rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
-    return _page(rows, limit)
+    page = _page(rows, limit)
+    return SitePage([_shown_site(r, tx.at, stale_after) for r in page.items], page.next_cursor)
 
 
-async def create_site(tx: Tx, values: Mapping[str, Any]) -> asyncpg.Record:
+async def create_site(
+    tx: Tx, values: Mapping[str, Any], *, stale_after: timedelta
+) -> dict[str, Any]:
     """`values`: every field of a new site, as the API names them. A site without beds is
-    in no search's results, so its creation announces nothing; its first bed does."""
+    in no search's results, so its creation announces nothing; its first bed does. Its
+    capacity counts as confirmed when it is created."""
     _writer(tx)
     provider_id = tx.caller.provider_id
     assert provider_id is not None
     row = await sites.create(tx.conn, provider_id, at=tx.at, **_site_columns(values))
     await tx.audit(AuditAction.CREATE, ObjectType.SITE, row["id"], values.keys())
-    return row
+    return _shown_site(row, tx.at, stale_after)
 
 
-async def get_site(tx: Tx, site_id: UUID) -> asyncpg.Record:
+async def get_site(tx: Tx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
     _reader(tx)
     row = await sites.get(tx.conn, site_id)
     if row is None:
         raise NotFound("site not found")
     check_provider_scope(tx.caller, row["provider_id"], "site")
-    return row
+    return _shown_site(row, tx.at, stale_after)
 
 
 async def patch_site(
-    tx: Tx, site_id: UUID, changes: Mapping[str, Any], version_ok: VersionCheck
-) -> asyncpg.Record:
+    tx: Tx,
+    site_id: UUID,
+    changes: Mapping[str, Any],
+    version_ok: VersionCheck,
+    *,
+    stale_after: timedelta,
+) -> dict[str, Any]:
     """`changes`: the fields given, as the API names them. The row is locked first, so
-    concurrent changes queue and each compares against the version it will replace."""
+    concurrent changes queue and each compares against the version it will replace. A change
+    of status also confirms the site's capacity."""
     _writer(tx)
     current = await sites.lock(tx.conn, site_id)
     if current is None:
         raise NotFound("site not found")
     check_provider_scope(tx.caller, current["provider_id"], "site")
     _check_version(version_ok, current["version"])
-    row = await sites.update(tx.conn, site_id, at=tx.at, **_site_columns(changes))
     changed = capacity.changed_fields(current, changes)
+    confirmed = tx.at if capacity.site_change_confirms_capacity(changed) else None
+    row = await sites.update(
+        tx.conn, site_id, at=tx.at, capacity_confirmed_at=confirmed, **_site_columns(changes)
+    )
     await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, changed)
     if capacity.site_change_alters_search(changed):
         await _availability_changed(tx, site_id, AvailabilityCause.SITE_CHANGED)
-    return row
+    return _shown_site(row, tx.at, stale_after)
+
+
+async def confirm_capacity(tx: Tx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
+    """The provider's "still accurate": the site's capacity is confirmed now, so it is fresh
+    (and a later staleness is announced again). Audited as an update of
+    `capacity_confirmed_at`. Repeating it only moves the time on, so a retry is harmless. It
+    changes nothing a search counts, so it announces no site.availability_changed."""
+    _writer(tx)
+    await _own_site(tx, site_id)
+    row = await sites.confirm_capacity(tx.conn, site_id, tx.at)
+    assert row is not None  # the scope check found it, and sites are never deleted
+    await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, ["capacity_confirmed_at"])
+    return _shown_site(row, tx.at, stale_after)
 
 
 # --- beds -------------------------------------------------------------------------------
@@ -178,6 +228,7 @@ async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncp
     except asyncpg.UniqueViolationError:
         raise _label_taken(values["label"]) from None
     await tx.audit(AuditAction.CREATE, ObjectType.BED, row["id"], values.keys())
+    await _capacity_changed(tx, site_id)
     await _availability_changed(tx, site_id, AvailabilityCause.BED_ADDED)
     return row
 
@@ -196,6 +247,7 @@ async def patch_bed(
         raise _label_taken(changes.get("label") or "") from None
     changed = capacity.changed_fields(current, changes)
     await tx.audit(AuditAction.UPDATE, ObjectType.BED, bed_id, changed)
+    await _capacity_changed(tx, site_id)
     if capacity.bed_change_alters_search(changed):
         await _availability_changed(tx, site_id, AvailabilityCause.BED_CHANGED)
     return row
@@ -212,6 +264,7 @@ async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionChe
         )
     await beds.retire(tx.conn, bed_id, tx.at)
     await tx.audit(AuditAction.DELETE, ObjectType.BED, bed_id)
+    await _capacity_changed(tx, site_id)
     await _availability_changed(tx, site_id, AvailabilityCause.BED_REMOVED)
 
 
@@ -262,6 +315,7 @@ async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record
     await tx.audit(
         AuditAction.CREATE, ObjectType.BLOCK, row["id"], ["bed_id", "start", "end", "reason"]
     )
+    await _capacity_changed(tx, site_id)
     await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_ADDED)
     return row
 
@@ -272,6 +326,7 @@ async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
     if await allocations.delete_block(tx.conn, site_id, block_id) is None:
         raise NotFound("block not found")
     await tx.audit(AuditAction.DELETE, ObjectType.BLOCK, block_id)
+    await _capacity_changed(tx, site_id)
     await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_REMOVED)
 
 

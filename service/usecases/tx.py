@@ -78,14 +78,18 @@ class Tx:
         cause: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        """An event in the outbox: a booking's (from its state now), or a site's with a cause."""
+        """An event in the outbox: a booking's (from its state now), a site's with a cause
+        (its availability changed), or a site's without one (about its capacity as a whole:
+        when it was last confirmed)."""
         self._writing()
         if booking_id is not None:
             await records.booking_event(self.conn, booking_id, type_, at or self.at)
         else:
             assert site_id is not None
-            assert cause is not None
-            await records.site_event(self.conn, site_id, type_, cause, at or self.at)
+            if cause is not None:
+                await records.site_event(self.conn, site_id, type_, cause, at or self.at)
+            else:
+                await records.site_capacity_event(self.conn, site_id, type_, at or self.at)
 
     async def audit(
         self,

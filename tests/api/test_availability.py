@@ -220,6 +220,8 @@ async def test_results_never_carry_address_or_coordinates(
         "booking_mode",
         "languages",
         "interpreter_on_call",
+        "capacity_confirmed_at",
+        "stale",
     }
     # Whole km from the site's coarse cell's centre (8 here), not from the site (7.4).
     assert item["distance_km"] == shown_km(origin, await cell_of(db, at))

@@ -124,7 +124,7 @@ async def test_request_queries_never_scan_the_ledger_in_full(
     bed_id = await _one(conn, "SELECT id FROM bed WHERE site_id = $1 LIMIT 1", site_id)
     booking_id = await _one(conn, "SELECT id FROM booking ORDER BY created_at DESC LIMIT 1")
     key_id = uuid4()
-    searcher = (None, "officer", None, None, 0, 20)
+    searcher = (None, "officer", None, None, 0, 20, now - timedelta(hours=8))
     queries: dict[str, tuple[str, tuple[object, ...]]] = {
         "search": (
             availability.SEARCH_AND_RECORD,
@@ -133,6 +133,11 @@ async def test_request_queries_never_scan_the_ledger_in_full(
         "search without points": (
             availability.SEARCH_AND_RECORD,
             (now, later, now, None, 0, False, None, None, None, None, None, None, *searcher),
+        ),
+        # Nothing found (the plan sites take women only): the need that emptied it is recorded.
+        "search that finds nothing": (
+            availability.SEARCH_AND_RECORD,
+            (now, later, now, "male", 2, True, 52.3, -1.3, 80.0, 51.5, -0.1, 10.0, *searcher),
         ),
         "hold: free beds": (bookings.FREE_BEDS, (site_id, now, later, 0, False, now)),
         "hold: live holds": (bookings.LIVE_HOLDS, ("plan-force", key_id, now)),
@@ -187,7 +192,7 @@ async def test_the_free_bed_rule_reads_live_claims_only(ledger: asyncpg.Connecti
     later = now + timedelta(hours=24)
     site_id = await _one(conn, "SELECT id FROM site ORDER BY name LIMIT 1")
     bed_id = await _one(conn, "SELECT id FROM bed WHERE site_id = $1 LIMIT 1", site_id)
-    searcher = (None, "officer", None, None, 0, 20)
+    searcher = (None, "officer", None, None, 0, 20, now - timedelta(hours=8))
     queries: dict[str, tuple[str, tuple[object, ...]]] = {
         "search": (
             availability.SEARCH_AND_RECORD,
