@@ -755,6 +755,14 @@ class ReportGroup(Out):
     feedback: ReportFeedback
 
 
+class StaleSite(Out):
+    site_id: UUID
+    name: str
+    provider: str
+    area: str
+    hours_unconfirmed: float
+
+
 class ReportSummary(Out):
     start: datetime
     end: datetime
@@ -762,3 +770,4 @@ class ReportSummary(Out):
     publishable: bool
     searches_attributable: bool
     groups: list[ReportGroup]
+    stale_sites: list[StaleSite]

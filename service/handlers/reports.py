@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
+from service import keys
 from service.domain.reports import GroupBy, to_csv, wants_csv
 from service.handlers.common import json_response, read_query, reading
 from service.models import ReportQuery, ReportSummary
@@ -19,6 +22,7 @@ async def get_report_summary(request: web.Request) -> web.Response:
         force=query.force,
         provider=query.provider,
         publishable=query.publishable,
+        stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
     )
     async with reading(request) as tx:
         report = await summary(tx, command)

@@ -207,6 +207,22 @@ GROUP BY 1
 """
 
 
+# Active sites whose capacity has not been confirmed since `$2` (the staleness cut-off), the
+# longest stale first, with how many hours they have been unconfirmed at `$1`. A state of now,
+# not of the window: what a coordinator chases today.
+STALE_SITES = """
+SELECT s.id AS site_id, s.name, p.name AS provider, s.area,
+       round((extract(epoch FROM $1::timestamptz - s.capacity_confirmed_at) / 3600)::numeric, 1)
+           ::float8 AS hours_unconfirmed
+FROM site s
+JOIN provider p ON p.id = s.provider_id
+WHERE s.status = 'active' AND s.capacity_confirmed_at <= $2
+  AND ($3::uuid IS NULL OR s.provider_id = $3)
+ORDER BY s.capacity_confirmed_at, s.id
+LIMIT 1000
+"""
+
+
 @dataclass(frozen=True)
 class Scope:
     """The window, the grouping and the limits every statement takes."""
@@ -243,3 +259,9 @@ async def offered(conn: Connection, scope: Scope) -> list[asyncpg.Record]:
 
 async def used(conn: Connection, scope: Scope) -> list[asyncpg.Record]:
     return await conn.fetch(USED, *scope.args())
+
+
+async def stale_sites(
+    conn: Connection, at: datetime, confirmed_before: datetime, provider: UUID | None
+) -> list[asyncpg.Record]:
+    return await conn.fetch(STALE_SITES, at, confirmed_before, provider)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +35,8 @@ class ReportRequest:
     force: str | None = None
     provider: UUID | None = None
     publishable: bool = False
+    # A site unconfirmed for this long is stale (STALE_AFTER_HOURS).
+    stale_after: timedelta = timedelta(hours=8)
 
 
 def _scope(tx: Tx, request: ReportRequest) -> reports.Scope:
@@ -186,4 +188,14 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
         "publishable": publishable,
         "searches_attributable": with_searches,
         "groups": [group(k) for k in sorted(keys, key=lambda k: (k is None, k or ""))],
+        "stale_sites": await _stale_sites(tx, scope, request.stale_after),
     }
+
+
+async def _stale_sites(tx: Tx, scope: reports.Scope, stale_after: timedelta) -> list[Any]:
+    """Sites whose capacity is stale now, longest first: all for admins (one provider's when
+    narrowed), a provider's own; none for officers, who manage no capacity."""
+    if tx.caller.role == Role.OFFICER:
+        return []
+    rows = await reports.stale_sites(tx.conn, tx.at, tx.at - stale_after, scope.provider)
+    return [dict(row) for row in rows]

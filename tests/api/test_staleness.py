@@ -257,3 +257,36 @@ async def test_stale_after_hours_is_a_setting(
     assert (await _get(world, site["id"]))["stale"] is True
     (item,) = await _search(world, clock, origin)
     assert item["stale"] is True
+
+
+async def test_the_report_lists_stale_sites_longest_first_in_scope(
+    world: World, clock: ManualClock, origin: Point
+) -> None:
+    """Item 6: the report lists the sites whose capacity is stale now, by hours unconfirmed:
+    every one for admins, a provider's own, none for officers."""
+    older = await _site(world, origin, "Older")
+    clock.advance(hours=2)
+    newer = await _site(world, origin, "Newer")
+    others = await world.site(key=world.other_provider, location=origin.location())
+    await world.bed(others["id"], key=world.other_provider)
+    clock.advance(hours=9)  # newer: 9 h unconfirmed, older: 11 h, both past STALE_AFTER
+    fresh = await _site(world, origin, "Fresh")
+    window = {"start": clock.now() - timedelta(days=1), "end": clock.now()}
+
+    async def listed(key: str) -> list[tuple[str, float]]:
+        reply = await world.api.get("/v1/reports/summary", key=key, params=window)
+        assert reply.status == 200, reply.body
+        return [(s["site_id"], s["hours_unconfirmed"]) for s in reply.body["stale_sites"]]
+
+    mine = await listed(world.provider)
+    assert mine == [(older["id"], 11.0), (newer["id"], 9.0)]
+    everyone = {site for site, _ in await listed(world.admin)}
+    assert {older["id"], newer["id"], others["id"]} <= everyone
+    assert fresh["id"] not in everyone
+    assert await listed(world.officer) == []
+    # Confirming takes a site off the list.
+    confirmed = await world.api.post(
+        f"/v1/sites/{older['id']}/confirm-capacity", None, key=world.provider
+    )
+    assert confirmed.status == 200
+    assert await listed(world.provider) == [(newer["id"], 9.0)]
