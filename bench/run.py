@@ -111,8 +111,15 @@ async def prepare_database(server_dsn: str, size: Size) -> str:
     conn = await asyncpg.connect(dsn)
     try:
         seeded = await dataset.seeded_as(conn)
-        if seeded is not None and seeded != dataset.fingerprint(size):
-            say(f"{size.database}: seeded by another generator version; rebuilding")
+        # A seed cut short (an error, Ctrl-C) leaves rows but no fingerprint: start again.
+        partial = (
+            seeded is None
+            and await conn.fetchval("SELECT to_regclass('provider') IS NOT NULL")
+            and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM provider)")
+        )
+        if partial or (seeded is not None and seeded != dataset.fingerprint(size)):
+            why = "an unfinished seed" if partial else "another generator version"
+            say(f"{size.database}: seeded by {why}; rebuilding")
             await conn.close()
             admin = await asyncpg.connect(server_dsn)
             try:
@@ -284,7 +291,7 @@ CLEANUP = [
 ]
 # When a later migration makes bookings undeletable (an append-only audit, say), free the beds.
 CLEANUP_FALLBACK = """
-UPDATE allocation SET status = 'cancelled'
+UPDATE allocation SET status = 'cancelled', ended_at = now()
 WHERE status IN ('held', 'pending', 'confirmed', 'arrived')
   AND id IN (SELECT id FROM booking WHERE created_by = ANY($1))
 """
