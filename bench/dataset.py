@@ -156,14 +156,16 @@ WITH spec AS (
     JOIN bench_bed bb ON bb.n = g % $3
 ), alloc AS (
     INSERT INTO allocation (
-        id, site_id, bed_id, kind, status, period, hold_expires_at, created_at, updated_at
+        id, site_id, bed_id, kind, status, period, hold_expires_at, created_at, updated_at,
+        ended_at
     )
     SELECT id, site_id, bed_id, 'booking',
            CASE WHEN r < 0.70 THEN 'departed' WHEN r < 0.80 THEN 'cancelled'
                 WHEN r < 0.88 THEN 'expired' WHEN r < 0.93 THEN 'declined' ELSE 'no_show' END,
            tstzrange(start_at, date_trunc('minute', start_at + length), '[)'),
            start_at - interval '100 minutes',
-           start_at - interval '2 hours', start_at + length
+           start_at - interval '2 hours', start_at + length,
+           start_at + length  -- ended at its last change, as sql/0011 dates older rows
     FROM spec
     RETURNING id, status
 )

@@ -122,7 +122,7 @@ def run_wrk(
     }
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return math.inf
     index = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
@@ -204,8 +204,8 @@ async def open_loop(
         "statuses": statuses,
         "grace_s": grace,
         "max_in_flight": max_in_flight,
-        "p50_ms": ms(_percentile(ordered, 50)),
-        "p99_ms": ms(_percentile(ordered, 99)),
+        "p50_ms": ms(percentile(ordered, 50)),
+        "p99_ms": ms(percentile(ordered, 99)),
     }
 
 

@@ -27,7 +27,7 @@ import aiohttp
 import annotated_types
 import asyncpg
 
-from bench import dataset, load, replay
+from bench import dataset, delivery, load, replay
 from bench.dataset import TOWNS, Size
 from service.db import ensure_database, hide_password, start_embedded_server, with_database
 from service.demo import FORCES
@@ -93,6 +93,8 @@ def service_overrides() -> dict[str, Any]:
         "seed_demo": False,
         "log_level": "warning",
         "hold_ttl_seconds": 60,
+        # The event-delivery phase's webhook receiver listens on 127.0.0.1.
+        "webhook_allow_private": True,
     }
     for name, info in Settings.model_fields.items():
         if name.startswith(("hold_cap_", "rate_limit_")):
@@ -111,8 +113,15 @@ async def prepare_database(server_dsn: str, size: Size) -> str:
     conn = await asyncpg.connect(dsn)
     try:
         seeded = await dataset.seeded_as(conn)
-        if seeded is not None and seeded != dataset.fingerprint(size):
-            say(f"{size.database}: seeded by another generator version; rebuilding")
+        # A seed cut short (an error, Ctrl-C) leaves rows but no fingerprint: start again.
+        partial = (
+            seeded is None
+            and await conn.fetchval("SELECT to_regclass('provider') IS NOT NULL")
+            and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM provider)")
+        )
+        if partial or (seeded is not None and seeded != dataset.fingerprint(size)):
+            why = "an unfinished seed" if partial else "another generator version"
+            say(f"{size.database}: seeded by {why}; rebuilding")
             await conn.close()
             admin = await asyncpg.connect(server_dsn)
             try:
@@ -282,20 +291,28 @@ CLEANUP = [
     """WITH gone AS (DELETE FROM booking WHERE created_by = ANY($1) RETURNING id)
        DELETE FROM allocation WHERE id IN (SELECT id FROM gone)""",
 ]
+# A hold also announces its site's availability (an event with no booking): the run's own, by
+# time (the data set is seeded without events), so the feed does not grow run by run.
+CLEANUP_ANNOUNCED = """
+DELETE FROM event
+WHERE booking_id IS NULL AND type = 'site.availability_changed' AND occurred_at >= $1
+"""
 # When a later migration makes bookings undeletable (an append-only audit, say), free the beds.
 CLEANUP_FALLBACK = """
-UPDATE allocation SET status = 'cancelled'
+UPDATE allocation SET status = 'cancelled', ended_at = now()
 WHERE status IN ('held', 'pending', 'confirmed', 'arrived')
   AND id IN (SELECT id FROM booking WHERE created_by = ANY($1))
 """
 
 
-async def cleanup(conn: asyncpg.Connection, key_ids: list[UUID]) -> None:
-    """Take out what the run booked, so the ledger is the seeded one for the next phase."""
+async def cleanup(conn: asyncpg.Connection, key_ids: list[UUID], since: datetime) -> None:
+    """Take out what the run booked since `since`, so the ledger is the seeded one for the next
+    phase."""
     try:
         async with conn.transaction():
             for sql in CLEANUP:
                 await conn.execute(sql, key_ids)
+            await conn.execute(CLEANUP_ANNOUNCED, since)
     except asyncpg.PostgresError as exc:
         say(f"cleanup could not delete the run's bookings ({type(exc).__name__}); cancelling")
         await conn.execute(CLEANUP_FALLBACK, key_ids)
@@ -420,17 +437,19 @@ class Session:
     searches: list[load.Request]
     holds: list[load.Request]
     work: Path
+    started: datetime
 
 
 @contextlib.asynccontextmanager
 async def session(plan: Plan, size: Size, dsn: str, work: Path) -> AsyncIterator[Session]:
     conn = await asyncpg.connect(dsn)
+    started = await conn.fetchval("SELECT now()")
     key_ids, keys = await issue_keys(conn)
     try:
         searches, holds = await make_variants(conn, plan, keys)
-        yield Session(plan, size, dsn, conn, key_ids, keys, searches, holds, work)
+        yield Session(plan, size, dsn, conn, key_ids, keys, searches, holds, work, started)
     finally:
-        await cleanup(conn, key_ids)
+        await cleanup(conn, key_ids, started)
         await conn.execute("UPDATE api_key SET revoked_at = now() WHERE id = ANY($1)", key_ids)
         await conn.execute("DROP TABLE IF EXISTS bench_variant")
         await conn.close()
@@ -536,7 +555,7 @@ async def throughput(
         )
         service["generator_cpu_s"] = round(child_cpu() - cpu, 2)
         service["drained_s"] = await drain(s.conn)
-        await cleanup(s.conn, s.key_ids)
+        await cleanup(s.conn, s.key_ids, s.started)
         say(f"{s.size.name}: {name} throughput, pgbench ({s.plan.connections} clients)")
         script = scripts[name]
         database = await asyncio.to_thread(
@@ -549,7 +568,7 @@ async def throughput(
             seconds=s.plan.throughput_seconds,
             options=scripts["options"],
         )
-        await cleanup(s.conn, s.key_ids)
+        await cleanup(s.conn, s.key_ids, s.started)
         if database.get("unfinished"):
             say("  pgbench did not finish within a minute of its time; cancelling its queries")
             database["drained_s"] = await drain(s.conn, deadline_s=0)
@@ -588,7 +607,34 @@ async def fixed_rate(
     )
     result["generator_cpu_s"] = round(self_cpu() - cpu, 2)
     result["drained_s"] = await drain(s.conn)
-    await cleanup(s.conn, s.key_ids)
+    await cleanup(s.conn, s.key_ids, s.started)
+    return result
+
+
+EVENT_RATE = 10  # holds a second in the event-delivery phase
+
+
+async def event_delivery(s: Session, base: str) -> dict[str, Any]:
+    """Holds at a steady 10/s (200 in the full run), each one's `booking.held` timed to a feed
+    reader and a webhook receiver on loopback (bench/delivery.py), as an admin sees them all."""
+    count = round(EVENT_RATE * s.plan.rate_seconds)
+    say(f"{s.size.name}: event delivery, {count} holds at {EVENT_RATE}/s, feed and webhook")
+    async with tx.writing(s.conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
+        issued = await issue_key(unit, NewKey(name="bench events", role=Role.ADMIN))
+    try:
+        result = await delivery.measure(base, issued.secret, s.holds, rate=EVENT_RATE, count=count)
+    finally:
+        await s.conn.execute(
+            "UPDATE api_key SET revoked_at = now() WHERE id = $1", issued.row["id"]
+        )
+    # The subscription is deleted through the API; its rows go too, when nothing forbids it.
+    with contextlib.suppress(asyncpg.PostgresError):
+        async with s.conn.transaction():
+            webhook_id = UUID(result["webhook_id"])
+            await s.conn.execute("DELETE FROM webhook_delivery WHERE webhook_id = $1", webhook_id)
+            await s.conn.execute("DELETE FROM webhook WHERE id = $1", webhook_id)
+    result["drained_s"] = await drain(s.conn)
+    await cleanup(s.conn, s.key_ids, s.started)
     return result
 
 
@@ -651,6 +697,23 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     )
     rss = large["rss_mb"]
     add("service resident memory", rss, f"{_fmt(rss, ' MB')}", "<= 150 MB", rss <= 150)
+    events = large["events"]
+    for name, title in (("feed", "long-poll reader"), ("webhook", "webhook receiver")):
+        e = events[name]
+        p99 = e["p99_ms"]
+        shown = (
+            f"p50 {_fmt(e['p50_ms'], ' ms')}, p99 {_fmt(p99, ' ms')} "
+            f"(after the 201: {_fmt(e['after_201_p50_ms'])} / {_fmt(e['after_201_p99_ms'], ' ms')})"
+            if p99 is not None
+            else f"p99 unbounded: {e['missing']} of {e['events']} events never arrived"
+        )
+        add(
+            f"hold commit -> {title} at {events['rate']:g}/s",
+            p99,
+            shown,
+            "p99 <= 1 s",
+            p99 is not None and p99 <= 1000,
+        )
     return rows
 
 
@@ -746,7 +809,7 @@ async def run() -> int:
     async with session(plan, plan.large, large_dsn, work) as s:
         say(f"{plan.large.name}: recording the service's SQL for pgbench")
         scripts = await record_scripts(s)
-        await cleanup(s.conn, s.key_ids)
+        await cleanup(s.conn, s.key_ids, s.started)
         report["pgbench_session_options"] = scripts["options"]
         async with running_service(large_dsn, work / "service-large.log") as (base, pid):
             large: dict[str, Any] = {
@@ -762,6 +825,8 @@ async def run() -> int:
                 "hold": await fixed_rate(s, base, "hold", s.holds, 50, 201),
             }
             large["rss_mb"] = rss_mb(pid)
+            # After the memory reading, so that row compares with the runs before this phase.
+            large["events"] = await event_delivery(s, base)
             report["large"] = large
 
     report["machine"]["loadavg_after"] = list(os.getloadavg())
