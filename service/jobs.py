@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -21,6 +21,27 @@ from service.usecases.staleness import announce_stale
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 500
+
+
+async def _every(
+    name: str, seconds: float, one_round: Callable[[], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """The body of a job's cleanup_ctx: `one_round` every `seconds` (a round handles its own
+    failures: the job must live on), from start until shutdown, then `<name> stopped`."""
+
+    async def loop() -> None:
+        while True:
+            await one_round()
+            await asyncio.sleep(seconds)
+
+    task = asyncio.create_task(loop(), name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info(f"{name} stopped")
 
 
 async def sweep_once(pool: Pool, clock: Clock) -> int:
@@ -44,31 +65,22 @@ async def sweep_once(pool: Pool, clock: Clock) -> int:
 
 async def expiry_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: run the sweeper every SWEEP_INTERVAL_SECONDS; stop it cleanly at shutdown."""
-    interval = app[keys.SETTINGS].sweep_interval_seconds
     metrics = app[keys.METRICS]
 
-    async def loop() -> None:
-        while True:
-            try:
-                expired = await sweep_once(app[keys.POOL], app[keys.CLOCK])
-                metrics.sweeps.labels("ok").inc()
-                if expired:
-                    log.info("expired lapsed bookings", count=expired)
-                    metrics.bookings.labels("expired").inc(expired)
-                    metrics.swept.inc(expired)
-            except Exception:  # a failed sweep is retried next interval; the job must live on
-                metrics.sweeps.labels("failed").inc()
-                log.exception("expiry sweep failed")
-            await asyncio.sleep(interval)
+    async def one_round() -> None:
+        try:
+            expired = await sweep_once(app[keys.POOL], app[keys.CLOCK])
+            metrics.sweeps.labels("ok").inc()
+            if expired:
+                log.info("expired lapsed bookings", count=expired)
+                metrics.bookings.labels("expired").inc(expired)
+                metrics.swept.inc(expired)
+        except Exception:  # a failed sweep is retried next interval
+            metrics.sweeps.labels("failed").inc()
+            log.exception("expiry sweep failed")
 
-    task = asyncio.create_task(loop(), name="expiry-sweeper")
-    try:
+    async for _ in _every("expiry job", app[keys.SETTINGS].sweep_interval_seconds, one_round):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.info("expiry job stopped")
 
 
 async def erase_once(
@@ -88,31 +100,23 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
     first round at start); stop cleanly at shutdown."""
     settings = app[keys.SETTINGS]
 
-    async def loop() -> None:
-        while True:
-            try:
-                done = await erase_once(
-                    app[keys.POOL],
-                    app[keys.CLOCK],
-                    settings.personal_data_retention_days,
-                    settings.idempotency_ttl_hours,
-                )
-                if done is None:
-                    log.info("erasure skipped: another replica is erasing")
-                elif done.erased or done.forgotten:
-                    log.info("erased personal data", bookings=done.erased, answers=done.forgotten)
-            except Exception:  # a failed round is retried next interval; the job must live on
-                log.exception("erasure failed")
-            await asyncio.sleep(settings.erasure_interval_seconds)
+    async def one_round() -> None:
+        try:
+            done = await erase_once(
+                app[keys.POOL],
+                app[keys.CLOCK],
+                settings.personal_data_retention_days,
+                settings.idempotency_ttl_hours,
+            )
+            if done is None:
+                log.info("erasure skipped: another replica is erasing")
+            elif done.erased or done.forgotten:
+                log.info("erased personal data", bookings=done.erased, answers=done.forgotten)
+        except Exception:  # a failed round is retried next interval
+            log.exception("erasure failed")
 
-    task = asyncio.create_task(loop(), name="erasure")
-    try:
+    async for _ in _every("erasure job", settings.erasure_interval_seconds, one_round):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.info("erasure job stopped")
 
 
 async def announce_stale_once(pool: Pool, clock: Clock, stale_after: timedelta) -> int:
@@ -132,21 +136,13 @@ async def staleness_job(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     stale_after = timedelta(hours=settings.stale_after_hours)
 
-    async def loop() -> None:
-        while True:
-            try:
-                announced = await announce_stale_once(app[keys.POOL], app[keys.CLOCK], stale_after)
-                if announced:
-                    log.info("capacity turned stale", sites=announced)
-            except Exception:  # a failed round is retried next interval; the job must live on
-                log.exception("staleness round failed")
-            await asyncio.sleep(settings.staleness_interval_seconds)
+    async def one_round() -> None:
+        try:
+            announced = await announce_stale_once(app[keys.POOL], app[keys.CLOCK], stale_after)
+            if announced:
+                log.info("capacity turned stale", sites=announced)
+        except Exception:  # a failed round is retried next interval
+            log.exception("staleness round failed")
 
-    task = asyncio.create_task(loop(), name="staleness")
-    try:
+    async for _ in _every("staleness job", settings.staleness_interval_seconds, one_round):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.info("staleness job stopped")

@@ -79,6 +79,22 @@ def decode_text(cursor: str | None) -> str | None:
     return None if cursor is None else _decode(cursor, _text)
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+def decode_row_id(cursor: str | None) -> int | None:
+    """A cursor holding a bigint row id (the audit log, webhook deliveries)."""
+    position = decode_text(cursor)
+    if position is None:
+        return None
+    if not (position.isascii() and position.isdigit()) or int(position) > BIGINT_MAX:
+        raise ValidationProblem(
+            "cursor is not one this service issued",
+            errors=[{"field": "cursor", "message": "not a cursor this service issued"}],
+        )
+    return int(position)
+
+
 def split_page(
     rows: Sequence[R], limit: int, cursor_of: Callable[[R], str]
 ) -> tuple[list[R], str | None]:
