@@ -120,12 +120,8 @@ GROUP BY 1, 2, 3
 """
 
 # Bed-nights: `bucket` cuts the window into the calendar months (UTC) it touches when grouping
-# by month, else keeps it whole.
-
-# Bed-nights offered ($4: the provider; beds have no force): each bed in service (as it is
-# now: its past in-service changes are not kept) for the part of each bucket it existed in,
-# less the time its blocks took, in days.
-OFFERED = """
+# by month, else keeps it whole (both statements below start with it).
+BUCKETS = """
 WITH bucket AS (
     SELECT greatest(m AT TIME ZONE 'UTC', $1::timestamptz) AS b_start,
            least((m + interval '1 month') AT TIME ZONE 'UTC', $2::timestamptz) AS b_end,
@@ -138,7 +134,14 @@ WITH bucket AS (
     WHERE $3::text = 'month' AND m < $2::timestamptz AT TIME ZONE 'UTC'
     UNION ALL
     SELECT $1::timestamptz, $2::timestamptz, NULL WHERE $3::text <> 'month'
-),
+)"""
+
+# Bed-nights offered ($4: the provider; beds have no force): each bed in service (as it is
+# now: its past in-service changes are not kept) for the part of each bucket it existed in,
+# less the time its blocks took, in days.
+OFFERED = (
+    BUCKETS  # noqa: S608 - two constants joined, no value formatted into SQL
+    + """,
 bed_span AS (
     SELECT bed.id AS bed_id, s.provider_id, s.area, k.month,
            tstzrange(greatest(bed.created_at, k.b_start),
@@ -168,23 +171,13 @@ LEFT JOIN LATERAL (
 WHERE NOT isempty(bs.span)
 GROUP BY 1
 """
+)
 
 # Bed-nights used: the booked time, within each bucket, of stays confirmed, arrived or
 # departed (their period as booked), in days; and how many stays make it.
-USED = """
-WITH bucket AS (
-    SELECT greatest(m AT TIME ZONE 'UTC', $1::timestamptz) AS b_start,
-           least((m + interval '1 month') AT TIME ZONE 'UTC', $2::timestamptz) AS b_end,
-           to_char(m, 'YYYY-MM') AS month
-    FROM generate_series(
-        date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC'),
-        $2::timestamptz AT TIME ZONE 'UTC',
-        interval '1 month'
-    ) AS m
-    WHERE $3::text = 'month' AND m < $2::timestamptz AT TIME ZONE 'UTC'
-    UNION ALL
-    SELECT $1::timestamptz, $2::timestamptz, NULL WHERE $3::text <> 'month'
-)
+USED = (
+    BUCKETS
+    + """
 SELECT CASE $3::text
            WHEN 'force' THEN b.force_code
            WHEN 'provider' THEN s.provider_id::text
@@ -205,6 +198,7 @@ WHERE a.status IN ('confirmed', 'arrived', 'departed')
   AND ($5::uuid IS NULL OR s.provider_id = $5)
 GROUP BY 1
 """
+)
 
 
 # Active sites whose capacity has not been confirmed since `$2` (the staleness cut-off), the
