@@ -25,6 +25,7 @@ from service.middlewares import (
     request_context,
 )
 from service.ratelimit import RateLimiter, rate_limit
+from service.refusals import RefusalWatch, watch_refusals
 from service.resources import openapi_path
 from service.routes import add_routes
 from service.settings import Settings
@@ -67,6 +68,15 @@ def _policy(settings: Settings) -> Policy:
         no_show_grace=timedelta(seconds=settings.no_show_grace_seconds),
         hold_cap_per_key=settings.hold_cap_per_key,
         hold_cap_per_force=settings.hold_cap_per_force,
+        booking_cap_per_key=settings.booking_cap_per_key,
+        booking_cap_per_force=settings.booking_cap_per_force,
+        max_lead=timedelta(hours=settings.max_lead_hours),
+        address_lead=timedelta(hours=settings.address_lead_hours),
+        disclosure_budget_per_key=settings.disclosure_budget_per_key,
+        disclosure_budget_per_force=settings.disclosure_budget_per_force,
+        disclosure_without_placement=timedelta(
+            minutes=settings.disclosure_without_placement_minutes
+        ),
     )
 
 
@@ -86,6 +96,7 @@ def create_app(
             errors,
             read_body_in_time,
             authenticate,
+            watch_refusals,
             rate_limit,
             idempotency,
         ],
@@ -96,6 +107,7 @@ def create_app(
     app[keys.METRICS] = Metrics()
     app[keys.POLICY] = _policy(settings)
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
+    app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
     app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_plain_server_header)

@@ -83,6 +83,11 @@ PROVIDERS = [
     "Cymru Safe Homes",
     "Safe Passage South West",
 ]
+# Each provider's 24-hour duty phone (Ofcom's numbers for drama: none rings anyone).
+DUTY_PHONES = {name: f"+44 20 7946 0{100 + n:03d}" for n, name in enumerate(PROVIDERS)}
+# Every seventh house gives its address by phone only, as refuges for people fleeing violence
+# do (none of the README walk-through's two).
+PHONE_ONLY_EVERY = 7
 
 # (area shown to officers, lat, lon, provider)
 TOWNS = [
@@ -241,6 +246,7 @@ def demo_sites(rng: random.Random) -> list[tuple[str, Values, list[Values]]]:
             "max_stay_hours": 72 if fixed else rng.choice([48, 72, 72, 72, 96]),
             "status": SiteStatus.ACTIVE,
             "phone": f"+44 1632 960{index:03d}",
+            "address_by_phone_only": index % PHONE_ONLY_EVERY == PHONE_ONLY_EVERY - 1,
         }
         bed_list = [_bed(f"Room {n + 1}", RoomType.SINGLE) for n in range(rng.randint(2, 5))]
         if rng.random() < 0.3:
@@ -278,9 +284,11 @@ async def seed_demo(conn: Connection, at: datetime | None = None) -> bool:
         for name in PROVIDERS:
             found = await reference.find_provider_by_name(conn, name)
             if found is None:
-                found = await reference.create_provider(conn, name, at=unit.at)
+                found = await reference.create_provider(
+                    conn, name, at=unit.at, duty_phone=DUTY_PHONES[name]
+                )
                 assert found is not None, "the seed lock keeps out a concurrent seed"
-                made[ObjectType.PROVIDER].append((found["id"], ["name"]))
+                made[ObjectType.PROVIDER].append((found["id"], ["duty_phone", "name"]))
             provider_ids[name] = found["id"]
         # A fixed seed, so every demo database is the same (not for anything secret).
         for provider, site, bed_list in demo_sites(random.Random(2026)):  # noqa: S311

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.listener import EventListener
     from service.metrics import Metrics
     from service.ratelimit import RateLimiter
+    from service.refusals import RefusalWatch
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -26,6 +27,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+# Each key's 429s this hour, for the repeated-refusals alert.
+REFUSAL_WATCH: web.AppKey[RefusalWatch] = web.AppKey("refusal_watch")
 # The DSN the pool was opened with, once resolved: the event listener connects to the same.
 DSN: web.AppKey[str] = web.AppKey("dsn")
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.

@@ -20,6 +20,8 @@ from pydantic import (
 
 from service.text import parse_timestamp, refused_character
 from service.vocab import (
+    AddressWithheld,
+    AlertKind,
     AllocationKind,
     AuditAction,
     BookingMode,
@@ -148,11 +150,15 @@ class ForceOut(Out):
 
 class ProviderIn(Body):
     name: Name
+    # The provider's 24-hour duty phone: what officers are shown until a site's own address
+    # and phone may be disclosed (issue 14).
+    duty_phone: Phone | None = None
 
 
 class ProviderOut(Out):
     id: UUID
     name: str
+    duty_phone: str | None = None
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -207,6 +213,32 @@ class AuditQuery(PageQuery):
     until: Timestamp | None = None
 
 
+class AlertQuery(PageQuery):
+    """Filters that apply together: the key named, its force, the kind of alert."""
+
+    key_id: UUID | None = None
+    force: ForceCode | None = None
+    kind: AlertKind | None = None
+
+
+class AlertOut(Out):
+    """A security alert: a key, its force and what happened (never a person's data). Repeats
+    within its hour (or of the same booking) count up on one alert."""
+
+    id: UUID
+    kind: AlertKind
+    first_at: datetime
+    last_at: datetime
+    count: int
+    key_id: UUID | None
+    key_name: str | None
+    force: str | None
+    provider_id: UUID | None
+    site_id: UUID | None
+    booking_id: UUID | None
+    detail: str
+
+
 class AuditEntry(Out):
     # A string: the row ids outgrow the integers a JSON reader keeps exactly.
     id: str
@@ -247,6 +279,8 @@ class SiteIn(Body):
     max_stay_hours: Integer = Field(default=72, ge=1, le=720)
     status: SiteStatus = SiteStatus.ACTIVE
     phone: Phone
+    # The API never shows this site's address or phone to an officer (issue 14).
+    address_by_phone_only: bool = False
 
     @model_validator(mode="after")
     def _no_repeats(self) -> Self:
@@ -267,6 +301,7 @@ class SitePatch(Patch):
     max_stay_hours: Integer | None = Field(default=None, ge=1, le=720)
     status: SiteStatus | None = None
     phone: Phone | None = None
+    address_by_phone_only: bool | None = None
 
     @model_validator(mode="after")
     def _no_repeats(self) -> Self:
@@ -295,6 +330,7 @@ class SiteOut(Out):
     max_stay_hours: int
     status: SiteStatus
     phone: str
+    address_by_phone_only: bool
     version: int
     created_at: datetime
     updated_at: datetime
@@ -566,12 +602,21 @@ class FeedbackOut(Out):
         return data
 
 
+class AddressWithheldOut(Out):
+    reason: AddressWithheld
+    detail: str
+
+
 class BookingSite(Out):
     name: str
     area: str
     # Present only where SPEC section 4 allows: absent, not null, otherwise.
     address: str | None = None
     phone: str | None = None
+    # The provider's duty phone (absent when the provider has none), shown to every reader.
+    duty_phone: str | None = None
+    # Why an officer is not shown the address and phone (absent when they are shown).
+    address_withheld: AddressWithheldOut | None = None
 
     @model_serializer(mode="wrap")
     def _omit_hidden(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from service.domain.lifecycle import ACTIONS
 from service.handlers import (
+    alerts,
     api_keys,
     audit,
     bookings,
@@ -38,6 +39,7 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/v1/api-keys/{key_id}", api_keys.revoke_api_key)
 
     r.add_get("/v1/audit", audit.list_audit)
+    r.add_get("/v1/alerts", alerts.list_security_alerts)
     r.add_get("/v1/events", events.list_events)
     r.add_get("/v1/reports/summary", reports.get_report_summary)
 

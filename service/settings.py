@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     # at once: far above a busy custody suite, far below a site's worth of beds per key.
     hold_cap_per_key: int = Field(default=5, ge=1, le=10_000)
     hold_cap_per_force: int = Field(default=20, ge=1, le=100_000)
+    # Bookings not yet arrived (held, pending and confirmed together) one key, and one force
+    # across its keys, may have: a custody suite places a few people a night, so one key that
+    # has ten people on their way is either a mistake or someone emptying the scheme.
+    booking_cap_per_key: int = Field(default=10, ge=1, le=10_000)
+    booking_cap_per_force: int = Field(default=60, ge=1, le=100_000)
+    # How far ahead a stay may start: a Place of Safety is for tonight, not next month.
+    max_lead_hours: float = Field(default=48.0, gt=0, le=90 * 24)
+    # An officer is shown a site's address and phone only once the booking is confirmed and
+    # its stay starts within this many hours (the person is about to travel).
+    address_lead_hours: float = Field(default=4.0, gt=0, le=7 * 24)
+    # Distinct sites whose address one key, and one force, may be shown in a rolling 24 hours:
+    # far above a custody suite's night, far below the directory.
+    disclosure_budget_per_key: int = Field(default=6, ge=1, le=10_000)
+    disclosure_budget_per_force: int = Field(default=40, ge=1, le=100_000)
+    # A booking cancelled within this many minutes of its address being shown is a
+    # "disclosure without placement" (alerted, reported).
+    disclosure_without_placement_minutes: float = Field(default=120.0, gt=0, le=7 * 24 * 60)
+    # A key refused by limits (429) this many times within an hour raises a security alert.
+    alert_refusals_per_hour: int = Field(default=20, ge=1, le=1_000_000)
     # Requests per API key per minute, per replica (0: no limit); a burst of the whole minute's
     # budget is allowed, then requests are spaced evenly.
     rate_limit_searches_per_minute: int = Field(default=600, ge=0, le=1_000_000)
@@ -85,6 +104,14 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_LEASE_SECONDS must exceed WEBHOOK_TIMEOUT_SECONDS")
         if self.hold_cap_per_key > self.hold_cap_per_force:
             raise ValueError("HOLD_CAP_PER_KEY must not exceed HOLD_CAP_PER_FORCE")
+        if self.booking_cap_per_key > self.booking_cap_per_force:
+            raise ValueError("BOOKING_CAP_PER_KEY must not exceed BOOKING_CAP_PER_FORCE")
+        if self.hold_cap_per_key > self.booking_cap_per_key:
+            raise ValueError("HOLD_CAP_PER_KEY must not exceed BOOKING_CAP_PER_KEY")
+        if self.disclosure_budget_per_key > self.disclosure_budget_per_force:
+            raise ValueError(
+                "DISCLOSURE_BUDGET_PER_KEY must not exceed DISCLOSURE_BUDGET_PER_FORCE"
+            )
         if self.environment == "production":
             if self.database_url is None:
                 raise ValueError(

@@ -94,6 +94,8 @@ class EventType(StrEnum):
     BOOKING_EXTENDED = "booking.extended"
     SITE_AVAILABILITY_CHANGED = "site.availability_changed"
     SITE_CAPACITY_STALE = "site.capacity_stale"
+    # For admins only: a security alert was raised (issue 14).
+    SECURITY_ALERT = "security.alert"
 
 
 class ObjectType(StrEnum):
@@ -128,6 +130,8 @@ class AuditAction(StrEnum):
     NO_SHOW = "no-show"
     EXTEND = "extend"
     EXPIRE = "expire"
+    # A request refused by a limit (recorded apart: the refused transaction rolled back).
+    REFUSE = "refuse"
 
 
 class AvailabilityCause(StrEnum):
@@ -238,3 +242,26 @@ class EmptyCause(StrEnum):
     EXCLUSION_ZONE = "exclusion_zone"
     DISTANCE = "distance"
     NO_FREE_BED = "no_free_bed"
+
+
+# --- trust against an insider (issue 14) -----------------------------------------------------
+
+
+class AlertKind(StrEnum):
+    """What a security alert is about."""
+
+    BOOKING_CAP = "booking_cap"
+    HOLD_CAP = "hold_cap"
+    TOO_FAR_AHEAD = "too_far_ahead"
+    DISCLOSURE_BUDGET = "disclosure_budget"
+    DISCLOSURE_WITHOUT_PLACEMENT = "disclosure_without_placement"
+    REPEATED_REFUSALS = "repeated_refusals"
+
+
+class AddressWithheld(StrEnum):
+    """Why an officer is not shown a booking's site address and phone."""
+
+    NOT_CONFIRMED = "not_confirmed"
+    BEFORE_LEAD_TIME = "before_lead_time"
+    PHONE_ONLY = "phone_only"
+    BUDGET_SPENT = "budget_spent"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from service.errors import Forbidden, NotFound
-from service.vocab import BookingStatus, Role
+from service.vocab import AddressWithheld, BookingStatus, Role
 
 # Officers see a site's address and phone only while their booking is confirmed or arrived.
 ADDRESS_VISIBLE = frozenset({BookingStatus.CONFIRMED, BookingStatus.ARRIVED})
@@ -64,5 +65,45 @@ def in_scope(who: Principal, force_code: str, provider_id: UUID) -> bool:
     return True
 
 
-def can_see_address(who: Principal, status: str) -> bool:
-    return who.role != Role.OFFICER or status in ADDRESS_VISIBLE
+def address_withheld(
+    who: Principal,
+    status: str,
+    start: datetime,
+    at: datetime,
+    *,
+    lead: timedelta,
+    phone_only: bool,
+) -> AddressWithheld | None:
+    """Why an officer may not be shown a booking's site address and phone, or None when they
+    may (within the disclosure budget, which the use case counts): only once the person is
+    about to travel, never for a site that gives its address by phone only. Providers and
+    admins always may."""
+    if who.role != Role.OFFICER:
+        return None
+    if status not in ADDRESS_VISIBLE:
+        return AddressWithheld.NOT_CONFIRMED
+    if phone_only:
+        return AddressWithheld.PHONE_ONLY
+    if status == BookingStatus.CONFIRMED and start - at > lead:
+        return AddressWithheld.BEFORE_LEAD_TIME
+    return None
+
+
+def withheld_detail(reason: AddressWithheld, start: datetime, lead: timedelta) -> str:
+    """What the officer is told instead of the address: when it will be shown, or whom to
+    call."""
+    call = "call the provider's duty phone"
+    if reason == AddressWithheld.NOT_CONFIRMED:
+        return (
+            "the address and phone are shown once the booking is confirmed and the stay is"
+            f" about to start; {call} meanwhile"
+        )
+    if reason == AddressWithheld.BEFORE_LEAD_TIME:
+        shown_from = (start - lead).isoformat()
+        return f"the address and phone are shown from {shown_from}, when the stay is near; {call}"
+    if reason == AddressWithheld.PHONE_ONLY:
+        return f"this house gives its address by phone only: {call} for it"
+    return (
+        "this key or its force has been shown as many addresses as it may in 24 hours:"
+        f" {call} for the address"
+    )

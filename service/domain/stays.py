@@ -13,7 +13,7 @@ from service.vocab import AllocationKind, Role
 
 # An officer's "now" may lag ours a little; a start further back than this is refused.
 START_GRACE = timedelta(minutes=15)
-# How far ahead a stay may be booked.
+# How far ahead a search may ask about (a hold is held to Policy.max_lead, tighter).
 BOOKING_HORIZON = timedelta(days=90)
 # The longest window a search may ask about: the longest stay any site may offer.
 MAX_SEARCH_WINDOW = timedelta(hours=720)
@@ -30,6 +30,13 @@ class Policy:
     no_show_grace: timedelta
     hold_cap_per_key: int = 5
     hold_cap_per_force: int = 20
+    booking_cap_per_key: int = 10
+    booking_cap_per_force: int = 60
+    max_lead: timedelta = timedelta(hours=48)
+    address_lead: timedelta = timedelta(hours=4)
+    disclosure_budget_per_key: int = 6
+    disclosure_budget_per_force: int = 40
+    disclosure_without_placement: timedelta = timedelta(hours=2)
 
 
 class HoldCapReached(Problem):
@@ -50,21 +57,64 @@ class HoldCapReached(Problem):
         )
 
 
+class BookingCapReached(Problem):
+    """429: the key (or its force) already has as many bookings not yet arrived as it may."""
+
+    status = 429
+    slug = "too-many-bookings"
+    title = "Too many bookings not yet arrived"
+
+    def __init__(self, cap: str, limit: int, retry_after: timedelta) -> None:
+        self.cap = cap
+        whose = "this API key" if cap == "bookings_per_key" else "your force"
+        super().__init__(
+            f"{whose} already has {limit} bookings held, pending or confirmed whose person has"
+            " not arrived, the most allowed; check people in, or cancel what will not happen",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after.total_seconds())))},
+        )
+
+
+class TooFarAhead(Problem):
+    """429: a stay may start at most Policy.max_lead from now; it may be held from then on."""
+
+    status = 429
+    slug = "too-far-ahead"
+    title = "The stay starts too far ahead"
+
+    def __init__(self, max_lead: timedelta, start: datetime, at: datetime) -> None:
+        self.cap = "max_lead"
+        hours = max_lead.total_seconds() / 3600
+        wait = (start - max_lead - at).total_seconds()
+        super().__init__(
+            f"a stay may start at most {hours:g} hours from now (a Place of Safety is for"
+            " now); it can be held from Retry-After seconds on",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def check_lead(start: datetime, at: datetime, max_lead: timedelta) -> None:
+    if start > at + max_lead:
+        raise TooFarAhead(max_lead, start, at)
+
+
 def no_capacity(detail: str) -> Conflict:
     return Conflict(detail, slug="no-capacity", title="No matching bed is free")
 
 
-def check_window(start: datetime, end: datetime, at: datetime) -> None:
-    """A stay starts now or later (give or take clock skew), within the booking horizon."""
+def check_window(
+    start: datetime, end: datetime, at: datetime, horizon: timedelta = BOOKING_HORIZON
+) -> None:
+    """A stay starts now or later (give or take clock skew), within the horizon."""
     if start < at - START_GRACE:
         raise ValidationProblem(
             "start is in the past",
             errors=[{"field": "start", "message": "must not be in the past"}],
         )
-    if start > at + BOOKING_HORIZON:
+    if start > at + horizon:
+        hours = horizon.total_seconds() / 3600
         raise ValidationProblem(
             "start is too far ahead",
-            errors=[{"field": "start", "message": "must be within 90 days from now"}],
+            errors=[{"field": "start", "message": f"must be within {hours:g} hours from now"}],
         )
     if end <= start:
         raise ValidationProblem(
@@ -73,9 +123,11 @@ def check_window(start: datetime, end: datetime, at: datetime) -> None:
     check_end(end, at)
 
 
-def check_search_window(start: datetime, end: datetime, at: datetime) -> None:
-    """A search asks about a stay's window, and no longer than any stay may be."""
-    check_window(start, end, at)
+def check_search_window(
+    start: datetime, end: datetime, at: datetime, horizon: timedelta = BOOKING_HORIZON
+) -> None:
+    """A search asks about a stay's window that could be held, no longer than any stay."""
+    check_window(start, end, at, horizon)
     if end - start > MAX_SEARCH_WINDOW:
         raise ValidationProblem(
             "the window is longer than any stay",

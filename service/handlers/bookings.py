@@ -14,7 +14,7 @@ from aiohttp import web
 
 from service import keys, paging
 from service.domain.beds import Needs
-from service.domain.stays import HoldCapReached
+from service.domain.stays import BookingCapReached, HoldCapReached, TooFarAhead
 from service.errors import Forbidden, Problem, ValidationProblem
 from service.handlers.common import (
     json_response,
@@ -23,6 +23,7 @@ from service.handlers.common import (
     read_body,
     read_query,
     reading,
+    recording,
     writing,
 )
 from service.models import (
@@ -39,14 +40,20 @@ from service.models import (
     NoShowIn,
     Page,
 )
+from service.usecases import alerts, bookings, feedback
 from service.usecases import availability as availability_usecases
-from service.usecases import bookings, feedback
+from service.vocab import AlertKind
 
 log = structlog.get_logger(__name__)
 
 # Refusals made before a hold is attempted (a window out of range, a key without the officer
 # role) are not hold attempts: pos_hold_attempts_total counts what reached the site's beds.
 _NOT_ATTEMPTED = (ValidationProblem, Forbidden)
+_CAP_ALERTS = {
+    HoldCapReached: AlertKind.HOLD_CAP,
+    BookingCapReached: AlertKind.BOOKING_CAP,
+    TooFarAhead: AlertKind.TOO_FAR_AHEAD,
+}
 
 
 # --- availability ---------------------------------------------------------------------------
@@ -77,6 +84,7 @@ async def availability(request: web.Request) -> web.Response:
             request.app[keys.RATE_LIMITER].refused_searches, principal(request).key_id
         ),
         stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
+        horizon=request.app[keys.POLICY].max_lead,
     )
     # One statement, recorded as it runs: a plain connection, no transaction (the bench
     # measures this path).
@@ -102,7 +110,9 @@ async def replay_booking(
     """The replay of a stored booking answer: its status code and headers, and the booking as
     the caller may see it now (read, and audited as read, in the replay's own transaction)."""
     async with writing(request) as tx:
-        shown = BookingOut.model_validate(await bookings.show(tx, booking_id))
+        shown = BookingOut.model_validate(
+            await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
+        )
     return json_response(shown, status=status, headers=headers)
 
 
@@ -117,10 +127,13 @@ async def create_booking(request: web.Request) -> web.Response:
         async with writing(request) as tx:
             held = await bookings.hold(tx, command, policy=request.app[keys.POLICY])
             created = BookingOut.model_validate(held)
-    except HoldCapReached as refused:
+    except (HoldCapReached, BookingCapReached, TooFarAhead) as refused:
         metrics.limited.labels(refused.cap).inc()
         metrics.holds.labels("capped").inc()
         log.info("hold refused by cap", limit=refused.cap)
+        # Audited and alerted apart: the refused transaction has rolled back.
+        async with recording(request) as tx:
+            await alerts.refused(tx, refused.cap, _CAP_ALERTS[type(refused)], refused.detail)
         raise
     except _NOT_ATTEMPTED:
         raise
@@ -136,7 +149,9 @@ async def create_booking(request: web.Request) -> web.Response:
 async def get_booking(request: web.Request) -> web.Response:
     booking_id = path_id(request, "booking_id", "booking")
     async with writing(request) as tx:
-        shown = BookingOut.model_validate(await bookings.show(tx, booking_id))
+        shown = BookingOut.model_validate(
+            await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
+        )
     return json_response(shown)
 
 
@@ -151,7 +166,7 @@ async def list_bookings(request: web.Request) -> web.Response:
         after=paging.decode_position(query.cursor),
     )
     async with writing(request) as tx:
-        page = await bookings.list_bookings(tx, page_query)
+        page = await bookings.list_bookings(tx, page_query, policy=request.app[keys.POLICY])
         cursor = paging.by_created(page.items[-1]) if page.more and page.items else None
         shown = Page[BookingOut].model_validate({"items": page.items, "next_cursor": cursor})
     return json_response(shown)
@@ -203,7 +218,9 @@ async def create_feedback(request: web.Request) -> web.Response:
     body = await read_body(request, FeedbackIn)
     answers = feedback.Answers(**body.model_dump(exclude={"consent"}))
     async with writing(request) as tx:
-        shown = BookingOut.model_validate(await feedback.record(tx, booking_id, answers))
+        shown = BookingOut.model_validate(
+            await feedback.record(tx, booking_id, answers, policy=request.app[keys.POLICY])
+        )
     # Replayed by re-reading the booking: the person's words are never stored as an answer.
     _replay_by_id(request, booking_id)
     return json_response(shown, status=201)

@@ -45,7 +45,7 @@ async def list_providers(request: web.Request) -> web.Response:
 async def create_provider(request: web.Request) -> web.Response:
     body = await read_body(request, ProviderIn)
     async with writing(request) as tx:
-        row = await reference.create_provider(tx, body.name)
+        row = await reference.create_provider(tx, body.name, body.duty_phone)
         shown = ProviderOut.model_validate(dict(row))
     return json_response(
         shown,

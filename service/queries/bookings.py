@@ -33,25 +33,32 @@ WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
 # before it, on any replica. The force's lock covers its keys' caps too (a key has one force).
 LOCK_HOLD_CAPS = "SELECT pg_advisory_xact_lock(hashtextextended('hold-cap:' || $1::text, 0))"
 
-# The force's live holds, and the key's among them, with when the first of each lapses.
-# Through allocation_hold_due_idx and allocation_pending_due_idx (partial on status 'held'
-# and 'pending'): neither grows with history.
-LIVE_HOLDS = """
-WITH live AS (
+# The force's bookings not yet arrived, and the key's among them: live holds and pending
+# requests (with when the first of each lapses), and confirmations whose stay has not ended.
+# Through allocation_hold_due_idx, allocation_pending_due_idx and allocation_confirmed_end_idx
+# (partial on their status): none grows with history.
+OPEN_BOOKINGS = """
+WITH open AS (
     SELECT a.id, a.hold_expires_at AS lapses_at FROM allocation a
     WHERE a.status = 'held' AND a.hold_expires_at > $3
     UNION ALL
-    -- A request-mode booking waiting for the provider still ties up its bed: it counts too,
-    -- or confirming would be a way round the cap.
+    -- A request-mode booking waiting for the provider still ties up its bed: it counts as a
+    -- hold too, or asking would be a way round the cap.
     SELECT a.id, a.respond_by FROM allocation a
     WHERE a.status = 'pending' AND a.respond_by > $3
+    UNION ALL
+    -- Confirmed and not yet arrived: no lapse, it waits for the person.
+    SELECT a.id, NULL FROM allocation a
+    WHERE a.status = 'confirmed' AND a.kind = 'booking' AND upper(a.period) > $3
 )
-SELECT count(*) FILTER (WHERE b.created_by = $2) AS by_key,
-       count(*) AS by_force,
-       min(live.lapses_at) FILTER (WHERE b.created_by = $2) AS key_next_lapse,
-       min(live.lapses_at) AS force_next_lapse
-FROM live
-JOIN booking b ON b.id = live.id
+SELECT count(open.lapses_at) FILTER (WHERE b.created_by = $2) AS holds_by_key,
+       count(open.lapses_at) AS holds_by_force,
+       count(*) FILTER (WHERE b.created_by = $2) AS open_by_key,
+       count(*) AS open_by_force,
+       min(open.lapses_at) FILTER (WHERE b.created_by = $2) AS key_next_lapse,
+       min(open.lapses_at) AS force_next_lapse
+FROM open
+JOIN booking b ON b.id = open.id
 WHERE b.force_code = $1
 """
 
@@ -123,7 +130,8 @@ MARK_CHECKED_OUT = "UPDATE booking SET checked_out_at = $2 WHERE id = $1"
 # The booking as the API shows it, in one statement: columns named as the API names them,
 # `needs`, `site` and `history` built as JSON here. The effective status (a lapsed hold reads
 # as expired at once). `provider_id` is for the caller's scope check only, and the site's
-# address and phone are for the use case to withhold where SPEC section 4 says so.
+# address and phone are for the use case to withhold where SPEC section 4 says so (and
+# `phone_only` tells it one it always withholds from officers).
 # History through booking_transition_booking_idx, in the order it happened.
 SELECT_BOOKINGS = """
 SELECT b.id, b.site_id, b.force_code AS force, a.bed_id,
@@ -157,13 +165,15 @@ SELECT b.id, b.site_id, b.force_code AS force, a.bed_id,
         FROM feedback f
         WHERE f.booking_id = b.id) AS feedback,
        json_build_object(
-           'name', s.name, 'area', s.area, 'address', s.address, 'phone', s.phone
+           'name', s.name, 'area', s.area, 'address', s.address, 'phone', s.phone,
+           'duty_phone', p.duty_phone
        ) AS site,
        b.created_at, a.updated_at,
-       s.provider_id
+       s.provider_id, s.address_by_phone_only AS phone_only
 FROM booking b
 JOIN allocation a ON a.id = b.id
 JOIN site s ON s.id = b.site_id
+JOIN provider p ON p.id = s.provider_id
 """
 
 GET = SELECT_BOOKINGS + "WHERE b.id = $2"
@@ -193,10 +203,10 @@ async def lock_hold_caps(conn: Connection, force_code: str) -> None:
     await conn.execute(LOCK_HOLD_CAPS, force_code)
 
 
-async def live_holds(
+async def open_bookings(
     conn: Connection, force_code: str, api_key_id: UUID, at: datetime
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(LIVE_HOLDS, force_code, api_key_id, at)
+    row = await conn.fetchrow(OPEN_BOOKINGS, force_code, api_key_id, at)
     assert row is not None
     return row
 

@@ -50,6 +50,17 @@ FROM site s
 WHERE s.id = $1
 """
 
+# An alert's event names the alert, its kind, the key and its force: never a person.
+INSERT_ALERT_EVENT = """
+INSERT INTO event (type, data, occurred_at)
+SELECT $2, jsonb_build_object(
+           'alert_id', a.id, 'kind', a.kind, 'api_key_id', a.api_key_id,
+           'force', a.force_code, 'site_id', a.site_id, 'booking_id', a.booking_id
+       ), $3
+FROM security_alert a
+WHERE a.id = $1
+"""
+
 INSERT_AUDIT = """
 INSERT INTO audit (at, api_key_id, role, scope, request_id, action, object_type, object_id,
                    fields)
@@ -83,6 +94,10 @@ async def site_event(conn: Connection, site_id: UUID, type_: str, cause: str, at
 
 async def site_capacity_event(conn: Connection, site_id: UUID, type_: str, at: datetime) -> None:
     await conn.execute(INSERT_SITE_CAPACITY_EVENT, site_id, type_, at)
+
+
+async def alert_event(conn: Connection, alert_id: UUID, type_: str, at: datetime) -> None:
+    await conn.execute(INSERT_ALERT_EVENT, alert_id, type_, at)
 
 
 AuditRow = tuple[datetime, UUID | None, str, str | None, str | None, str, str, str, Sequence[str]]

@@ -35,21 +35,23 @@ LIMIT $2
 FORCE_EXISTS = "SELECT EXISTS (SELECT 1 FROM force WHERE code = $1)"
 
 INSERT_PROVIDER = """
-INSERT INTO provider (id, name, created_at) VALUES ($1, $2, $3)
+INSERT INTO provider (id, name, duty_phone, created_at) VALUES ($1, $2, $4, $3)
 ON CONFLICT DO NOTHING
-RETURNING id, name, created_at
+RETURNING id, name, duty_phone, created_at
 """
 
 LIST_PROVIDERS = """
-SELECT id, name, created_at FROM provider
+SELECT id, name, duty_phone, created_at FROM provider
 WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
 ORDER BY created_at, id
 LIMIT $3
 """
 
-GET_PROVIDER = "SELECT id, name, created_at FROM provider WHERE id = $1"
+GET_PROVIDER = "SELECT id, name, duty_phone, created_at FROM provider WHERE id = $1"
 
-FIND_PROVIDER_BY_NAME = "SELECT id, name, created_at FROM provider WHERE lower(name) = lower($1)"
+FIND_PROVIDER_BY_NAME = (
+    "SELECT id, name, duty_phone, created_at FROM provider WHERE lower(name) = lower($1)"
+)
 
 
 async def create_force(
@@ -72,9 +74,11 @@ async def force_exists(conn: Connection, code: str) -> bool:
     return bool(await conn.fetchval(FORCE_EXISTS, code))
 
 
-async def create_provider(conn: Connection, name: str, *, at: datetime) -> asyncpg.Record | None:
+async def create_provider(
+    conn: Connection, name: str, *, at: datetime, duty_phone: str | None = None
+) -> asyncpg.Record | None:
     """The new provider, or None when another has that name (names are unique, any case)."""
-    return await conn.fetchrow(INSERT_PROVIDER, new_id(), name, at)
+    return await conn.fetchrow(INSERT_PROVIDER, new_id(), name, at, duty_phone)
 
 
 async def list_providers(

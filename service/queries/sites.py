@@ -16,20 +16,20 @@ INSERT = """
 INSERT INTO site (
     id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
     interpreter_on_call, booking_mode, max_stay_hours, status, phone, created_at, updated_at,
-    capacity_confirmed_at
+    capacity_confirmed_at, address_by_phone_only
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15, $16)
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at
+          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 """
 
 GET = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at
+       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 FROM site WHERE id = $1
 """
 
@@ -38,7 +38,7 @@ LIST = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at
+       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 FROM site
 WHERE ($1::uuid IS NULL OR provider_id = $1)
   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
@@ -54,7 +54,7 @@ LOCK = """
 SELECT id, provider_id, name, address, area,
        jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
        interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at
+       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 FROM site WHERE id = $1
 FOR UPDATE
 """
@@ -74,6 +74,7 @@ UPDATE site SET
     max_stay_hours = coalesce($11, max_stay_hours),
     status = coalesce($12, status),
     phone = coalesce($13, phone),
+    address_by_phone_only = coalesce($16, address_by_phone_only),
     version = version + 1,
     updated_at = $14,
     -- $15: when the change also confirms the capacity (a status change); see CONFIRM_CAPACITY.
@@ -83,7 +84,7 @@ WHERE id = $1
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at
+          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 """
 
 # The provider changed the site's capacity (a bed, a block, its status) or declared it still
@@ -97,7 +98,7 @@ WHERE id = $1
 RETURNING id, provider_id, name, address, area,
           jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
           interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at
+          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
 """
 
 # Active sites that have turned stale (confirmed at or before `$2`) and were not announced yet,
@@ -129,6 +130,7 @@ async def create(
     max_stay_hours: int,
     status: str,
     phone: str,
+    address_by_phone_only: bool = False,
     at: datetime,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
@@ -148,6 +150,7 @@ async def create(
         status,
         phone,
         at,
+        address_by_phone_only,
     )
     assert row is not None
     return row
@@ -190,6 +193,7 @@ async def update(
     max_stay_hours: int | None = None,
     status: str | None = None,
     phone: str | None = None,
+    address_by_phone_only: bool | None = None,
     capacity_confirmed_at: datetime | None = None,
 ) -> asyncpg.Record:
     """Sets the columns given (None keeps a column as it is), bumps the version; with
@@ -211,6 +215,7 @@ async def update(
         phone,
         at,
         capacity_confirmed_at,
+        address_by_phone_only,
     )
     assert row is not None
     return row

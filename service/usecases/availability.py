@@ -36,6 +36,8 @@ class Search:
     limit: int = 20
     refused_before: Callable[[], int] = lambda: 0
     stale_after: timedelta = timedelta(hours=8)
+    # How far ahead a stay may start (MAX_LEAD_HOURS): nothing further could be held.
+    horizon: timedelta = timedelta(hours=48)
 
 
 async def search(tx: Tx, query: Search) -> dict[str, Any]:
@@ -49,7 +51,7 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
     who = tx.caller
     require_role(who, Role.OFFICER, Role.ADMIN)
     start = query.start or tx.at
-    check_search_window(start, query.end, tx.at)
+    check_search_window(start, query.end, tx.at, query.horizon)
     rows = await availability.search(
         tx.conn,
         start=start,

@@ -16,25 +16,30 @@ from uuid import UUID
 import asyncpg
 
 from service.domain import claims, lifecycle
-from service.domain.access import Principal, can_see_address, in_scope, require_role
+from service.domain.access import address_withheld, in_scope, require_role, withheld_detail
 from service.domain.beds import Bed, Needs, best_fit
 from service.domain.stays import (
     HOLD_ROUNDS,
+    BookingCapReached,
     HoldCapReached,
     Policy,
     check_end,
+    check_lead,
     check_window,
     may_see_claim,
     no_capacity,
 )
 from service.errors import Conflict, NotFound, Unprocessable
 from service.ids import new_id
-from service.queries import bookings
+from service.queries import bookings, disclosures
+from service.usecases import alerts
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import Tx
 from service.vocab import (
     FEEDBACK_PERSONAL_FIELDS,
     PERSONAL_FIELDS,
+    AddressWithheld,
+    AlertKind,
     AuditAction,
     AvailabilityCause,
     BookingStatus,
@@ -44,8 +49,10 @@ from service.vocab import (
     SiteStatus,
 )
 
-# What SPEC section 4 withholds from an officer until the booking is confirmed.
+# What SPEC section 4 withholds from an officer until the person is about to travel.
 SITE_CONTACT = ("address", "phone")
+# The disclosure budget counts distinct sites shown over this rolling window.
+DISCLOSURE_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -96,14 +103,32 @@ class BookingPage:
 # --- showing --------------------------------------------------------------------------------
 
 
-def _visible(who: Principal, row: asyncpg.Record) -> dict[str, Any]:
-    """The booking as `who` may see it: the site's address and phone only where allowed."""
+async def _visible(tx: Tx, row: asyncpg.Record, policy: Policy) -> dict[str, Any]:
+    """The booking as the caller may see it: the site's address and phone only where allowed
+    (issue 14: to an officer, once the person is about to travel, never for a phone-only site,
+    and within the disclosure budget), else why not."""
+    who = tx.caller
     booking = dict(row)
     del booking["provider_id"]
+    phone_only = booking.pop("phone_only")
     site = dict(booking["site"])
-    if not can_see_address(who, booking["status"]):
+    withheld = address_withheld(
+        who,
+        booking["status"],
+        booking["start"],
+        tx.at,
+        lead=policy.address_lead,
+        phone_only=phone_only,
+    )
+    if withheld is None and who.role == Role.OFFICER:
+        withheld = await _disclose(tx, booking["id"], booking["site_id"], policy)
+    if withheld is not None:
         for name in SITE_CONTACT:
             site.pop(name, None)
+        site["address_withheld"] = {
+            "reason": withheld,
+            "detail": withheld_detail(withheld, booking["start"], policy.address_lead),
+        }
     booking["site"] = site
     feedback = booking["feedback"]
     if feedback is not None and who.role == Role.OFFICER:
@@ -112,6 +137,45 @@ def _visible(who: Principal, row: asyncpg.Record) -> dict[str, Any]:
             k: v for k, v in feedback.items() if k not in FEEDBACK_PERSONAL_FIELDS
         }
     return booking
+
+
+async def _disclose(
+    tx: Tx, booking_id: UUID, site_id: UUID, policy: Policy
+) -> AddressWithheld | None:
+    """Show an officer key a booking's site contact within its budget: distinct sites per key
+    and per force over a rolling day. Seeing again what was already shown spends nothing.
+    Past the budget the address is withheld and the coordinators alerted."""
+    who = tx.caller
+    assert who.force_code is not None
+    if await disclosures.shown_before(tx.conn, booking_id, who.key_id):
+        return None
+    await disclosures.lock(tx.conn, who.force_code)
+    spent = await disclosures.spent(
+        tx.conn, who.force_code, who.key_id, site_id, tx.at - DISCLOSURE_WINDOW
+    )
+    over = None
+    if not spent["key_knows_site"] and spent["by_key"] >= policy.disclosure_budget_per_key:
+        over = f"{policy.disclosure_budget_per_key} distinct sites a key"
+    elif not spent["force_knows_site"] and spent["by_force"] >= policy.disclosure_budget_per_force:
+        over = f"{policy.disclosure_budget_per_force} distinct sites a force"
+    if over is not None:
+        await alerts.raise_alert(
+            tx,
+            alerts.Alert(
+                kind=AlertKind.DISCLOSURE_BUDGET,
+                detail=(
+                    f"{who.actor} key asked for a site address past the disclosure budget"
+                    f" ({over} in 24 hours): withheld"
+                ),
+                api_key_id=who.key_id,
+                force_code=who.force_code,
+                site_id=site_id,
+                booking_id=booking_id,
+            ),
+        )
+        return AddressWithheld.BUDGET_SPENT
+    await disclosures.insert(tx.conn, tx.at, who.key_id, who.force_code, site_id, booking_id)
+    return None
 
 
 def _shown(booking: dict[str, Any]) -> list[str]:
@@ -126,19 +190,19 @@ def _shown(booking: dict[str, Any]) -> list[str]:
     )
 
 
-async def show(tx: Tx, booking_id: UUID) -> dict[str, Any]:
+async def show(tx: Tx, booking_id: UUID, *, policy: Policy) -> dict[str, Any]:
     """One booking as the caller may see it, as the API names its fields; audited as read.
     A booking outside the caller's scope is not found (its existence is not revealed)."""
     who = tx.caller
     row = await bookings.get(tx.conn, booking_id, tx.at)
     if row is None or not in_scope(who, row["force"], row["provider_id"]):
         raise NotFound("booking not found")
-    booking = _visible(who, row)
+    booking = await _visible(tx, row, policy)
     await tx.audit(AuditAction.READ, ObjectType.BOOKING, booking_id, _shown(booking))
     return booking
 
 
-async def list_bookings(tx: Tx, query: ListQuery) -> BookingPage:
+async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> BookingPage:
     """A page of the bookings in the caller's scope (an officer's force, a provider's sites,
     all for admins), oldest first; each booking on the page is audited as read."""
     who = tx.caller
@@ -155,7 +219,7 @@ async def list_bookings(tx: Tx, query: ListQuery) -> BookingPage:
         # One more than the page: it only says that another page follows.
         limit=query.limit + 1,
     )
-    items = [_visible(who, row) for row in rows[: query.limit]]
+    items = [await _visible(tx, row, policy) for row in rows[: query.limit]]
     await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b["id"], _shown(b)) for b in items])
     return BookingPage(items=items, more=len(rows) > query.limit)
 
@@ -175,7 +239,8 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
     assert who.force_code is not None
     gender = command.needs.gender
     assert gender is not None, "a hold names the person's gender"
-    check_window(command.start, command.end, tx.at)
+    check_lead(command.start, tx.at, policy.max_lead)
+    check_window(command.start, command.end, tx.at, policy.max_lead)
     site = await bookings.site_for_booking(tx.conn, command.site_id)
     if site is None:
         raise NotFound("site not found")
@@ -188,7 +253,7 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
             f"the site's longest stay is {site['max_stay_hours']} hours",
             slug="stay-too-long",
         )
-    await _check_hold_caps(tx, policy)
+    await _check_caps(tx, policy)
     booking_id = new_id()
     await _claim_best_bed(tx, booking_id, command, policy)
     await bookings.insert_booking(
@@ -219,7 +284,7 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
         cause=AvailabilityCause.BOOKING_HELD,
     )
     await tx.audit(AuditAction.HOLD, ObjectType.BOOKING, booking_id, _set_fields(command))
-    return await show(tx, booking_id)
+    return await show(tx, booking_id, policy=policy)
 
 
 def _set_fields(command: Hold) -> list[str]:
@@ -273,22 +338,39 @@ async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold, policy: Polic
     raise no_capacity("no bed at this site meets the needs for the whole window")
 
 
-async def _check_hold_caps(tx: Tx, policy: Policy) -> None:
-    """Refuse a hold beyond the key's or the force's cap on live holds. The force's lock is
-    held to the end of the transaction, so concurrent holds of one force (any replica) count
-    one after the other and never overshoot."""
+async def _check_caps(tx: Tx, policy: Policy) -> None:
+    """Refuse a hold beyond the key's or the force's cap on live holds, or on bookings not yet
+    arrived (held, pending and confirmed together: confirming is no way round it). The
+    force's lock is held to the end of the transaction, so concurrent holds of one force (any
+    replica) count one after the other and never overshoot."""
     who = tx.caller
     assert who.force_code is not None
     await bookings.lock_hold_caps(tx.conn, who.force_code)
-    live = await bookings.live_holds(tx.conn, who.force_code, who.key_id, tx.at)
-    if live["by_key"] >= policy.hold_cap_per_key:
-        raise HoldCapReached(
-            "holds_per_key", policy.hold_cap_per_key, live["key_next_lapse"], tx.at
+    n = await bookings.open_bookings(tx.conn, who.force_code, who.key_id, tx.at)
+    if n["open_by_key"] >= policy.booking_cap_per_key:
+        raise BookingCapReached(
+            "bookings_per_key",
+            policy.booking_cap_per_key,
+            _until(n["key_next_lapse"], tx.at, policy.hold_ttl),
         )
-    if live["by_force"] >= policy.hold_cap_per_force:
-        raise HoldCapReached(
-            "holds_per_force", policy.hold_cap_per_force, live["force_next_lapse"], tx.at
+    if n["open_by_force"] >= policy.booking_cap_per_force:
+        raise BookingCapReached(
+            "bookings_per_force",
+            policy.booking_cap_per_force,
+            _until(n["force_next_lapse"], tx.at, policy.hold_ttl),
         )
+    if n["holds_by_key"] >= policy.hold_cap_per_key:
+        raise HoldCapReached("holds_per_key", policy.hold_cap_per_key, n["key_next_lapse"], tx.at)
+    if n["holds_by_force"] >= policy.hold_cap_per_force:
+        raise HoldCapReached(
+            "holds_per_force", policy.hold_cap_per_force, n["force_next_lapse"], tx.at
+        )
+
+
+def _until(lapse: datetime | None, at: datetime, otherwise: timedelta) -> timedelta:
+    """How long until a hold or request lapses and frees a place under a cap; with none to
+    lapse (every place is a confirmation waiting for its person), a hold's lifetime."""
+    return otherwise if lapse is None else lapse - at
 
 
 # --- the lifecycle --------------------------------------------------------------------------
@@ -342,13 +424,39 @@ async def act(
             await bookings.mark_checked_out(tx.conn, booking_id, tx.at)
             changed.append("checked_out_at")
 
+    if step.name == AuditAction.CANCEL:
+        await _disclosed_without_placement(tx, booking_id, policy)
     await tx.history(booking_id, step.name, new_status, reason=reason, reason_code=reason_code)
     await tx.event(lifecycle.event_type(step.name, new_status), booking_id=booking_id)
     cause = lifecycle.availability_cause(step.name, new_status, period_changed=widened)
     if cause is not None:
         await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=row["site_id"], cause=cause)
     await tx.audit(step.name, ObjectType.BOOKING, booking_id, changed)
-    return await show(tx, booking_id)
+    return await show(tx, booking_id, policy=policy)
+
+
+async def _disclosed_without_placement(tx: Tx, booking_id: UUID, policy: Policy) -> None:
+    """A booking cancelled soon after its site's address was shown to an officer key: a
+    disclosure without placement, marked (reports count it) and alerted, naming the key that
+    was shown the address."""
+    shown_since = tx.at - policy.disclosure_without_placement
+    for shown in await disclosures.mark_without_placement(tx.conn, booking_id, tx.at, shown_since):
+        minutes = max(0, round((tx.at - shown["at"]).total_seconds() / 60))
+        await alerts.raise_alert(
+            tx,
+            alerts.Alert(
+                kind=AlertKind.DISCLOSURE_WITHOUT_PLACEMENT,
+                detail=(
+                    f"a booking of force {shown['force_code']} was cancelled {minutes} minutes"
+                    " after its site's address was shown to this key"
+                ),
+                api_key_id=shown["api_key_id"],
+                force_code=shown["force_code"],
+                site_id=shown["site_id"],
+                booking_id=booking_id,
+                once_per=f"{booking_id}:{shown['api_key_id']}",
+            ),
+        )
 
 
 async def _extend(tx: Tx, row: asyncpg.Record, new_end: datetime) -> None:

@@ -27,12 +27,13 @@ async def list_forces(tx: Tx, after: str | None, limit: int) -> list[asyncpg.Rec
     return await reference.list_forces(tx.conn, after, limit)
 
 
-async def create_provider(tx: Tx, name: str) -> asyncpg.Record:
+async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> asyncpg.Record:
     require_role(tx.caller, Role.ADMIN)
-    row = await reference.create_provider(tx.conn, name, at=tx.at)
+    row = await reference.create_provider(tx.conn, name, at=tx.at, duty_phone=duty_phone)
     if row is None:
         raise Conflict(f"a provider named {name!r} already exists", slug="already-exists")
-    await tx.audit(AuditAction.CREATE, ObjectType.PROVIDER, row["id"], ["name"])
+    given = ["name"] if duty_phone is None else ["duty_phone", "name"]
+    await tx.audit(AuditAction.CREATE, ObjectType.PROVIDER, row["id"], given)
     return row
 
 

@@ -76,14 +76,17 @@ class Tx:
         booking_id: UUID | None = None,
         site_id: UUID | None = None,
         cause: str | None = None,
+        alert_id: UUID | None = None,
         at: datetime | None = None,
     ) -> None:
         """An event in the outbox: a booking's (from its state now), a site's with a cause
-        (its availability changed), or a site's without one (about its capacity as a whole:
-        when it was last confirmed)."""
+        (its availability changed), a site's without one (about its capacity as a whole:
+        when it was last confirmed), or a security alert's (for admins only)."""
         self._writing()
         if booking_id is not None:
             await records.booking_event(self.conn, booking_id, type_, at or self.at)
+        elif alert_id is not None:
+            await records.alert_event(self.conn, alert_id, type_, at or self.at)
         else:
             assert site_id is not None
             if cause is not None:

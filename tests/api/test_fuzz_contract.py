@@ -279,6 +279,8 @@ NO_LIMITS = {
     "rate_limit_writes_per_minute": 0,
     "hold_cap_per_key": 10_000,
     "hold_cap_per_force": 100_000,
+    "booking_cap_per_key": 10_000,
+    "booking_cap_per_force": 100_000,
 }
 
 

@@ -140,7 +140,7 @@ async def test_request_queries_never_scan_the_ledger_in_full(
             (now, later, now, "male", 2, True, 52.3, -1.3, 80.0, 51.5, -0.1, 10.0, *searcher),
         ),
         "hold: free beds": (bookings.FREE_BEDS, (site_id, now, later, 0, False, now)),
-        "hold: live holds": (bookings.LIVE_HOLDS, ("plan-force", key_id, now)),
+        "hold: bookings not yet arrived": (bookings.OPEN_BOOKINGS, ("plan-force", key_id, now)),
         "hold: expire lapsed on the bed": (bookings.EXPIRE_LAPSED, (now, bed_id, 500)),
         "hold: event": (records.INSERT_BOOKING_EVENT, (booking_id, "booking.held", now)),
         "extend: lock": (bookings.LOCK_FOR_ACTION, (booking_id, now)),

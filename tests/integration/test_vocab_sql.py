@@ -19,6 +19,7 @@ from service.vocab import (
     LIVE_STATUSES,
     REASON_CODES,
     TERMINAL_STATUSES,
+    AlertKind,
     AllocationKind,
     AuditAction,
     BookingMode,
@@ -137,6 +138,7 @@ COLUMN_CHECKS: list[tuple[str, str, frozenset[str]]] = [
     # The actions that carry a reason code (and only they).
     ("booking_transition", "action", frozenset(REASON_CODES)),
     ("feedback", "needs_met", frozenset(NeedsMet)),
+    ("security_alert", "kind", frozenset(AlertKind)),
 ]
 
 

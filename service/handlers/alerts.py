@@ -1,0 +1,26 @@
+"""GET /v1/alerts: security alerts, for admins (issue 14)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service import paging
+from service.handlers.common import json_response, read_query, reading
+from service.models import AlertOut, AlertQuery, Page
+from service.usecases.alerts import AlertFilter, list_alerts
+
+
+async def list_security_alerts(request: web.Request) -> web.Response:
+    query = read_query(request, AlertQuery)
+    filters = AlertFilter(api_key_id=query.key_id, force=query.force, kind=query.kind)
+    async with reading(request) as tx:
+        rows = await list_alerts(tx, filters, paging.decode_position(query.cursor), query.limit + 1)
+    items, cursor = paging.split_page(
+        rows, query.limit, lambda row: paging.encode(row["first_at"], row["id"])
+    )
+    return json_response(
+        Page[AlertOut](
+            items=[AlertOut.model_validate(dict(r)) for r in items],
+            next_cursor=cursor,
+        )
+    )
