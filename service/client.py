@@ -36,6 +36,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.models import (
     ActionIn,
+    AlertOut,
+    AlertQuery,
     ApiKeyCreated,
     ApiKeyIn,
     ApiKeyOut,
@@ -106,6 +108,7 @@ OPERATIONS: Final[dict[str, tuple[str, str]]] = {
     "createApiKey": ("POST", "/v1/api-keys"),
     "revokeApiKey": ("DELETE", "/v1/api-keys/{key_id}"),
     "listAudit": ("GET", "/v1/audit"),
+    "listAlerts": ("GET", "/v1/alerts"),
     "getReportSummary": ("GET", "/v1/reports/summary"),
     "listSites": ("GET", "/v1/sites"),
     "createSite": ("POST", "/v1/sites"),
@@ -467,6 +470,17 @@ class Client:
     ) -> Page[AuditEntry]:
         params = _query(query, cursor=cursor, limit=limit)
         return await self._model(Page[AuditEntry], "listAudit", query=params)
+
+    async def list_alerts(
+        self,
+        query: AlertQuery | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Page[AlertOut]:
+        """Security alerts (admins): a key, its force and what happened."""
+        params = _query(query, cursor=cursor, limit=limit)
+        return await self._model(Page[AlertOut], "listAlerts", query=params)
 
     # --- reports ----------------------------------------------------------------------------
 

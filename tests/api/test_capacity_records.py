@@ -68,6 +68,7 @@ async def recorder(world: World, db: Pool) -> Recorder:
 
 SITE_FIELDS = sorted(
     [
+        "address_by_phone_only",
         "name",
         "address",
         "area",
