@@ -747,8 +747,9 @@ class Delivery(Out):
 
 
 # --- reports (issue 10) -------------------------------------------------------------------------
-# GET /v1/reports/summary. A count is a whole number, or "<5" in a publishable report; a figure
-# the grouping cannot attribute (searches by provider or area, beds by force) is null.
+# GET /v1/reports/summary. A count is a whole number, or "<5" in a publishable report (where the
+# others are multiples of 5); a figure the grouping cannot attribute (searches by provider or
+# area, beds by force) is null.
 
 ReportCount = int | Literal["<5"]
 

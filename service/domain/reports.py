@@ -1,14 +1,17 @@
-"""The summary report's rules (issue 10): which figures a grouping can attribute, suppression
-for publication, and the CSV layout. Pure: the figures arrive already aggregated."""
+"""The summary report's rules (issue 10): which figures a grouping can attribute, protection
+for publication (issue 14), and the CSV layout. Pure: the figures arrive already aggregated."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from service.errors import ValidationProblem
 from service.vocab import CancelReason, DeclineReason, EmptyCause, NeedsMet
 
 
@@ -22,6 +25,11 @@ class GroupBy(StrEnum):
 # A count from 1 to 4 could pick out a person in a published table.
 SUPPRESSED = "<5"
 SMALLEST_SHOWN = 5
+# Every other published count is a multiple of this, so no sum or difference of published
+# cells (across rows, filters or windows) can be a count from 1 to 4.
+ROUNDING_BASE = 5
+# Publishable windows start on one of these months (UTC) when they span a quarter.
+QUARTER_STARTS = (1, 4, 7, 10)
 # A search that found nothing but whose cause was never recorded (before the cause existed).
 UNKNOWN_CAUSE = "unknown"
 EMPTY_CAUSES = (*EmptyCause, UNKNOWN_CAUSE)
@@ -40,18 +48,70 @@ def offered_attributable(group_by: GroupBy, force_scoped: bool) -> bool:
     return group_by != GroupBy.FORCE and not force_scoped
 
 
+def _to_base(value: float) -> int:
+    """The nearest multiple of ROUNDING_BASE (halves up)."""
+    return ROUNDING_BASE * math.floor(value / ROUNDING_BASE + 0.5)
+
+
 def show_count(n: int, publishable: bool) -> int | str:
-    return SUPPRESSED if publishable and 0 < n < SMALLEST_SHOWN else n
+    """A count as shown; for publication 0 stays 0 (nothing happened), 1 to 4 are "<5" and
+    the rest the nearest multiple of 5. Each cell is rounded on its own from the exact count:
+    a total is not the sum of its rounded parts, and need not be."""
+    if not publishable or n == 0:
+        return n
+    if n < SMALLEST_SHOWN:
+        return SUPPRESSED
+    return _to_base(n)
 
 
 def show_measure(value: float | None, stays: int, publishable: bool) -> float | None:
-    """A figure built on stays (a median, a percentile, bed-nights used): withheld for
-    publication when fewer than five stays make it, unless there were none at all."""
+    """A figure built on stays (a median, a percentile): withheld for publication when fewer
+    than five stays make it, unless there were none at all."""
     if value is None:
         return None
     if publishable and 0 < stays < SMALLEST_SHOWN:
         return None
     return value
+
+
+def show_nights(nights: float, stays: int, publishable: bool) -> float | None:
+    """Bed-nights used: withheld for publication on fewer than five stays, as a median is,
+    and otherwise rounded to a multiple of 5 nights, so that differencing two published
+    figures cannot give back the length of one stay."""
+    shown = show_measure(nights, stays, publishable)
+    if shown is None or not publishable:
+        return shown
+    return float(_to_base(shown))
+
+
+def _month_start(at: datetime) -> datetime:
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def _months_after(at: datetime, n: int) -> datetime:
+    index = at.year * 12 + at.month - 1 + n
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def require_publication_window(start: datetime, end: datetime) -> None:
+    """A publishable report covers one whole calendar month or calendar quarter (UTC): windows
+    that overlap by less (down to a second) would give back, by difference, what happened in
+    between."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if start != _month_start(start):
+        message = "with publishable=true, start must be 00:00 UTC on the first day of a month"
+        raise ValidationProblem(message, errors=[{"field": "start", "message": message}])
+    allowed = [_months_after(start, 1)]
+    if start.month in QUARTER_STARTS:
+        allowed.append(_months_after(start, 3))
+    if end not in allowed:
+        shown = " or ".join(f"{at:%Y-%m-%dT%H:%M:%SZ}" for at in allowed)
+        whole = "a whole month or quarter" if len(allowed) > 1 else "a whole month"
+        message = (
+            f"with publishable=true, end must be {shown} ({whole}: a publishable report"
+            " covers one calendar month or quarter, in UTC)"
+        )
+        raise ValidationProblem(message, errors=[{"field": "end", "message": message}])
 
 
 def occupancy(used: float | None, offered: float | None) -> float | None:
@@ -95,17 +155,32 @@ def _columns() -> list[tuple[str, tuple[str, ...]]]:
 COLUMNS = _columns()
 
 
+# OWASP's rule against CSV injection: a text cell starting with one of these is read by
+# spreadsheets as a formula (a leading tab or carriage return may be dropped first).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading single quote where it would run a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _cell(group: Mapping[str, Any], path: tuple[str, ...]) -> str:
     value: Any = group
     for part in path:
         if value is None:
             return ""
         value = value[part]
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    # Only text (a group's key, such as a provider's area, and "<5") can carry a formula: the
+    # figures are numbers the report made, and a number stays a number.
+    return neutralise(value) if isinstance(value, str) else str(value)
 
 
 def to_csv(groups: Iterable[Mapping[str, Any]]) -> str:
-    """RFC 4180: a header row, one row per group, CRLF line ends, null as an empty field."""
+    """RFC 4180: a header row, one row per group, CRLF line ends, null as an empty field, and
+    no cell starting a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([name for name, _ in COLUMNS])

@@ -2,7 +2,8 @@
 per force, provider, area or month, in the caller's scope.
 
 The figures come from a few aggregate statements (service.queries.reports); this module only
-folds their grouped rows into the report's shape and applies the publication rules. It reads
+folds their grouped rows into the report's shape and applies the publication rules (whole
+calendar months or quarters; counts rounded to base 5 with 1 to 4 shown as "<5"). It reads
 no personal field, so the report is the same before and after erasure; it is not audited.
 """
 
@@ -94,6 +95,8 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
     """The report as the API shows it: the window, the grouping and one entry per group."""
     scope = _scope(tx, request)
     publishable = request.publishable
+    if publishable:
+        rules.require_publication_window(request.start, request.end)
     with_searches = rules.searches_attributable(request.group_by, scope.provider is not None)
     with_offered = rules.offered_attributable(request.group_by, scope.force is not None)
 
@@ -157,9 +160,10 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
                 for measure in ("median", "p90")
             }
         stays_used = used.get(key)
-        nights_used = None if stays_used is None else _round(stays_used["used"])
-        nights_used = rules.show_measure(
-            nights_used or 0.0, 0 if stays_used is None else stays_used["stays"], publishable
+        nights_used = rules.show_nights(
+            (None if stays_used is None else _round(stays_used["used"])) or 0.0,
+            0 if stays_used is None else stays_used["stays"],
+            publishable,
         )
         nights_offered = _round(offered.get(key, 0.0)) if with_offered else None
         entry["bed_nights_offered"] = nights_offered

