@@ -2,12 +2,15 @@
 
 It is this test's own: a fresh data directory in a temporary folder, listening on 127.0.0.1 on a
 port of its own, whatever DATABASE_URL says. Only a server started here is ever stopped here.
+Any local user can reach a TCP port, so it wants a password (SCRAM), random and written only to
+a file in its private folder and into this test's DSN.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -50,7 +53,8 @@ class ThrowawayPostgres:
         self.pgdata = root / "pgdata"
         self.log = root / "postgres.log"
         self.port = free_port()
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.password = secrets.token_urlsafe(24)
+        self.dsn = f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         user = SYSTEM_USER if _as_root() else None
@@ -64,14 +68,19 @@ class ThrowawayPostgres:
         )
 
     def init(self) -> None:
+        password_file = self.root / "password"
+        password_file.write_text(self.password)
+        password_file.chmod(0o600)
         if _as_root():
             _ensure_system_user()
             shutil.chown(self.root, SYSTEM_USER, SYSTEM_USER)
+            shutil.chown(password_file, SYSTEM_USER, SYSTEM_USER)
         self._run(
             pg_bin("initdb"),
             "-D",
             str(self.pgdata),
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
             "--encoding=utf8",
             "-U",
             "postgres",
