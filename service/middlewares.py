@@ -30,7 +30,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A caller's own request id is kept (the audit log keeps it for ever, the logs for their
+# retention) only in a form too short and plain to carry much: anything else, a name or a date
+# of birth written with spaces, colons or @, is replaced by one of ours.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 # Routes anyone may call without a key.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,7 +55,38 @@ def url_problem(url: str, *, require_https: bool) -> str | None:
         return "must not have a #fragment"
     if port == 0:
         return "must not name port 0"
+    if _numeric_host(parts.hostname) and not _dotted_quad(parts.hostname):
+        return "must write an IPv4 address as four decimal numbers (such as 192.0.2.1)"
     return None
+
+
+# A host whose last label is a number (decimal, or hexadecimal after 0x) is an IPv4 address to
+# a resolver and to the WHATWG URL standard ("ends in a number"), written in any of the forms
+# inet_aton reads: 134744072, 0x08080808, 8.8.2056, 010.8.8.8 (octal), 8.8. The subscription
+# check would resolve those to a public address, while the dispatcher's URL parser refuses
+# them: a subscription that could never be delivered. Only the canonical form is accepted.
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$", re.IGNORECASE)
+
+
+# What IDNA reads as a label separator; NFKC folds full-width digits and letters to ASCII, as
+# IDNA does before a resolver sees the name.
+_DOTS = re.compile("[\u002e\u3002\uff0e\uff61]")
+
+
+def _numeric_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 literal (the brackets are gone); ipaddress checks its form
+        return False
+    labels = _DOTS.split(unicodedata.normalize("NFKC", host))
+    last = labels[-2] if len(labels) > 1 and labels[-1] == "" else labels[-1]
+    return bool(_NUMERIC_LABEL.match(last))
+
+
+def _dotted_quad(host: str) -> bool:
+    """Four decimal numbers 0 to 255 without leading zeros, and nothing else."""
+    try:
+        return str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def host_and_port(url: str) -> tuple[str, int]:

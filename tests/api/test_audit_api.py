@@ -233,7 +233,13 @@ async def test_purge_records_one_erase_per_booking_and_keeps_earlier_rows(
     (erase,) = after[len(before) :]
     assert erase["action"] == "erase"
     assert (erase["role"], erase["key_id"], erase["request_id"]) == ("cli", None, None)
-    assert erase["fields"] == ["notes", "officer_collar", "person_ref"]
+    # The cancellation's free-text reason went with the personal fields.
+    assert erase["fields"] == ["history.reason", "notes", "officer_collar", "person_ref"]
     # Erased once: a second purge finds nothing left to erase for it.
     assert (await pos("purge", env=pos_env(DATABASE_URL=database_dsn)))[0] == 0
     assert await _rows(world, booking_id=ended["id"]) == after
+    shown = (await world.api.get(f"/v1/bookings/{ended['id']}", key=world.admin)).body
+    assert [(step["reason_code"], step["reason"]) for step in shown["history"]][-1] == (
+        "other",
+        None,
+    )

@@ -90,6 +90,7 @@ DOCUMENTED_RULES = {
     "must not carry a user name or password",
     "must not have a #fragment",
     "must not name port 0",
+    "must write an IPv4 address as four decimal numbers",
     "names a host that does not resolve",
     "which webhooks may not reach",
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import asyncpg
+import pytest
 import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -28,6 +30,39 @@ async def test_request_id_is_echoed_or_made(world: World) -> None:
     assert unsafe.headers["X-Request-ID"] != "x" * 200
     problem = await world.api.get("/v1/sites", headers={"X-Request-ID": "rid-401"})
     assert problem.status == 401 and problem.headers["X-Request-ID"] == "rid-401"
+    longest = "a.b-c_" + "9" * 58
+    assert (await world.api.get("/healthz", headers={"X-Request-ID": longest})).headers[
+        "X-Request-ID"
+    ] == longest
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "name:Jane.Doe:dob:1990-01-01",  # a colon
+        "x" * 65,  # longer than 64
+        "Jane Doe",
+        "jane@example.org",
+        "Jane/Doe",
+    ],
+)
+async def test_a_request_id_that_could_carry_a_name_is_replaced_with_ours(
+    world: World, given: str
+) -> None:
+    """The audit log keeps the request id for ever: only a short plain one of the caller's is
+    kept; the answer names the one that replaced it (the audit row and the log lines carry it)."""
+    reply = await world.api.post(
+        "/v1/sites", site_body(), key=world.provider, headers={"X-Request-ID": given}
+    )
+    assert reply.status == 201
+    made = reply.headers["X-Request-ID"]
+    assert made != given and str(uuid.UUID(made)) == made
+    audit = await world.api.get(
+        "/v1/audit",
+        key=world.admin,
+        params={"object_type": "site", "object_id": reply.body["id"]},
+    )
+    assert [row["request_id"] for row in audit.body["items"]] == [made]
 
 
 async def test_every_log_line_of_a_request_carries_its_id(

