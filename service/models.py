@@ -799,6 +799,8 @@ class ReportGroup(Out):
     bed_nights_used: float | None
     occupancy: float | None
     feedback: ReportFeedback
+    security_alerts: int | None
+    disclosures_without_placement: int | None
 
 
 class StaleSite(Out):

@@ -149,6 +149,7 @@ def _columns() -> list[tuple[str, tuple[str, ...]]]:
     for scale in FEEDBACK_SCALES:
         cols += [(f"feedback_{scale}_{s}", ("feedback", scale, s)) for s in SCORES]
     cols += [(f"feedback_needs_met_{a}", ("feedback", "needs_met", a)) for a in NeedsMet]
+    cols += [(name, (name,)) for name in ("security_alerts", "disclosures_without_placement")]
     return cols
 
 

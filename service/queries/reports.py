@@ -92,6 +92,21 @@ WHERE at >= $1 AND at < $2
 GROUP BY 1, 2
 """
 
+# Security alerts first raised in the window by their key's force or month, and kind ($5: a
+# provider's scope, though only admins are shown these). Through security_alert_paging_idx.
+ALERTS = """
+SELECT CASE $3::text
+           WHEN 'force' THEN force_code
+           ELSE to_char(first_at AT TIME ZONE 'UTC', 'YYYY-MM')
+       END AS key,
+       kind, count(*) AS n
+FROM security_alert
+WHERE first_at >= $1 AND first_at < $2
+  AND ($4::text IS NULL OR force_code = $4)
+  AND ($5::uuid IS NULL OR provider_id = $5)
+GROUP BY 1, 2
+"""
+
 # Feedback recorded in the window, one row per (question, answer): the coded answers only
 # (never what_would_help). `responses` counts every feedback.
 FEEDBACK = """
@@ -241,6 +256,10 @@ async def spans(conn: Connection, scope: Scope) -> list[asyncpg.Record]:
 
 async def searches(conn: Connection, scope: Scope) -> list[asyncpg.Record]:
     return await conn.fetch(SEARCHES, scope.start, scope.end, scope.group_by, scope.force)
+
+
+async def alerts(conn: Connection, scope: Scope) -> list[asyncpg.Record]:
+    return await conn.fetch(ALERTS, *scope.args())
 
 
 async def feedback(conn: Connection, scope: Scope) -> list[asyncpg.Record]:

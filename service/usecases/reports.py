@@ -23,7 +23,15 @@ from service.domain.reports import GroupBy
 from service.errors import NotFound
 from service.queries import reports
 from service.usecases.tx import Tx
-from service.vocab import AuditAction, BookingStatus, CancelReason, DeclineReason, NeedsMet, Role
+from service.vocab import (
+    AlertKind,
+    AuditAction,
+    BookingStatus,
+    CancelReason,
+    DeclineReason,
+    NeedsMet,
+    Role,
+)
 
 A = AuditAction
 
@@ -105,6 +113,13 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
     for row in await reports.spans(tx.conn, scope):
         spans[row["key"]][row["span"]] = row
     searches = _counts(await reports.searches(tx.conn, scope), "cause") if with_searches else {}
+    # Security alerts are for the coordinators, and not for publication.
+    with_alerts = (
+        tx.caller.role == Role.ADMIN
+        and not publishable
+        and request.group_by in (GroupBy.FORCE, GroupBy.MONTH)
+    )
+    alerts = _counts(await reports.alerts(tx.conn, scope), "kind") if with_alerts else {}
     feedback = _counts(await reports.feedback(tx.conn, scope), "question", "answer")
     offered = (
         {r["key"]: r["offered"] for r in await reports.offered(tx.conn, scope)}
@@ -113,7 +128,9 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
     )
     used = {r["key"]: r for r in await reports.used(tx.conn, scope)}
 
-    keys = set(steps) | set(spans) | set(searches) | set(feedback) | set(offered) | set(used)
+    keys = (
+        set(steps) | set(spans) | set(searches) | set(feedback) | set(offered) | set(used)
+    ) | set(alerts)
 
     def count(n: int) -> int | str:
         return rules.show_count(n, publishable)
@@ -183,6 +200,11 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
             },
             "needs_met": rules.distribution(answers["needs_met"], NeedsMet, publishable),
         }
+        raised = alerts.get(key, {})
+        entry["security_alerts"] = sum(raised.values()) if with_alerts else None
+        entry["disclosures_without_placement"] = (
+            _sum(raised, kind=AlertKind.DISCLOSURE_WITHOUT_PLACEMENT) if with_alerts else None
+        )
         return entry
 
     return {

@@ -266,6 +266,20 @@ async def test_a_booking_cancelled_soon_after_its_address_was_shown_is_alerted(
     )
     assert alert["booking_id"] == quick["id"] and alert["site_id"] == sites[0]["id"]
     assert "5 minutes" in alert["detail"]
+    # Reported per force (admins only, never in a publishable export).
+    window = {
+        "start": (clock.now() - timedelta(days=1)).isoformat(),
+        "end": (clock.now() + timedelta(days=1)).isoformat(),
+        "force": world.force,
+        "group_by": "force",
+    }
+    report = await world.api.get("/v1/reports/summary", key=world.admin, params=window)
+    (group,) = report.body["groups"]
+    assert group["disclosures_without_placement"] == 1 and group["security_alerts"] == 1
+    as_officer = await world.api.get(
+        "/v1/reports/summary", key=world.officer, params={**window, "force": None}
+    )
+    assert all(g["security_alerts"] is None for g in as_officer.body["groups"])
 
 
 # --- item 3: alerts for the coordinators --------------------------------------------------------
