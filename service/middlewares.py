@@ -276,7 +276,15 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     match_info = request.match_info
     if match_info.http_exception is not None or _route_name(request) in PUBLIC_ROUTES:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
+    given = request.headers.getall("Authorization", [])
+    if len(given) > 1:
+        # Which key the request acts as must not depend on which header a parser or proxy
+        # keeps: refused, like a query parameter given twice.
+        raise ValidationProblem(
+            "send one Authorization header",
+            errors=[{"field": "Authorization", "message": "given more than once"}],
+        )
+    header = given[0] if given else ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

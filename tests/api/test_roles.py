@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from service.db import Pool
 from tests.support.world import World, bed_body, site_body, unique
@@ -167,3 +168,23 @@ async def test_revoked_key_is_refused_at_once(world: World) -> None:
     listed = await world.api.all_items("/v1/api-keys", key=world.admin)
     mine = [k for k in listed if k["id"] == created.body["id"]]
     assert mine and mine[0]["revoked_at"] is not None and mine[0]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [("good", "bad"), ("bad", "good"), ("good", "good"), ("good", "other")],
+    ids=["good-then-bad", "bad-then-good", "same-twice", "two-good-keys"],
+)
+async def test_two_authorization_headers_are_refused(
+    world: World, values: tuple[str, str]
+) -> None:
+    """Which of two keys a request acts as must not depend on which one a parser keeps."""
+    chosen = {"good": world.officer, "bad": "pos_not-a-real-key", "other": world.admin}
+    headers = CIMultiDict(("Authorization", f"Bearer {chosen[value]}") for value in values)
+    async with world.api.client.get("/v1/forces", headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 400, body
+        assert resp.content_type == "application/problem+json"
+    assert body["errors"] == [
+        {"field": "Authorization", "message": "given more than once"}
+    ]
