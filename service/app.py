@@ -19,6 +19,7 @@ from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
     authenticate,
+    authorize,
     errors,
     idempotency,
     read_body_in_time,
@@ -79,13 +80,16 @@ def create_app(
 ) -> web.Application:
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
-        # The rate limit runs once the key is known and before an Idempotency-Key is looked
-        # up, so a refused request stores nothing and a retry with the same key runs again.
+        # The role check runs as soon as the key is known, before the body is parsed or any
+        # limit or Idempotency-Key is looked at. The rate limit runs before an Idempotency-Key
+        # is looked up, so a refused request stores nothing and a retry with the same key runs
+        # again.
         middlewares=[
             request_context,
             errors,
             read_body_in_time,
             authenticate,
+            authorize,
             rate_limit,
             idempotency,
         ],

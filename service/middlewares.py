@@ -19,10 +19,18 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from service import keys
 from service.auth import hash_key
-from service.domain.access import Principal
-from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
+from service.domain.access import Principal, require_role
+from service.errors import (
+    Conflict,
+    Forbidden,
+    Problem,
+    Unauthorized,
+    Unprocessable,
+    ValidationProblem,
+)
 from service.queries import api_keys as api_key_queries
 from service.queries import idempotency as idempotency_queries
+from service.vocab import Role
 
 log = structlog.get_logger(__name__)
 
@@ -33,10 +41,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-# Routes anyone may call without a key.
-PUBLIC_ROUTES = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/docs", "/docs/static/{filename}"}
-)
+# The roles of a route service.routes does not list: none (a route must say who may call it).
+_UNDECLARED: frozenset[Role] = frozenset()
 
 # Answers that invite a retry are not stored, so a retry with the same key runs again.
 _RETRYABLE = frozenset({409, 429})
@@ -70,6 +76,12 @@ def _route_name(request: web.Request) -> str:
     """The route template (ids stay out of metrics labels and log lines)."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def _route_roles(request: web.Request) -> frozenset[Role] | None:
+    """The roles that may call the matched route; None when it is public."""
+    table = request.app[keys.ROUTE_ROLES]
+    return table.get((request.method, _route_name(request)), _UNDECLARED)
 
 
 class ClientGone(Exception):
@@ -274,7 +286,7 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer API key on every route but the public ones; the key is never logged."""
     match_info = request.match_info
-    if match_info.http_exception is not None or _route_name(request) in PUBLIC_ROUTES:
+    if match_info.http_exception is not None or _route_roles(request) is None:
         return await handler(request)
     given = request.headers.getall("Authorization", [])
     if len(given) > 1:
@@ -312,6 +324,23 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     )
     request[keys.PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(key_id=str(principal.key_id), role=principal.role)
+    return await handler(request)
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 when the caller's role may not call the route, before anything else about the
+    request is looked at: an invalid body is not told what is wrong with it, and a forbidden
+    call neither spends a rate budget nor leaves an Idempotency-Key answer to replay. The use
+    cases check the role again (service.domain.access.require_role): this is the first door,
+    not the only one."""
+    if keys.PRINCIPAL in request:
+        roles = _route_roles(request)
+        if roles is not None:
+            who = request[keys.PRINCIPAL]
+            if not roles:
+                raise Forbidden("no role may call this route")
+            require_role(who, *sorted(roles))
     return await handler(request)
 
 
