@@ -98,9 +98,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/sites/{site_id}/occupancy", capacity.occupancy, PROVIDER_OR_ADMIN),
     #
     Route("GET", "/v1/availability", bookings.availability, OFFICER_OR_ADMIN),
-    Route("GET", "/v1/bookings", bookings.list_bookings, EVERY_ROLE),
+    Route("GET", "/v1/bookings", bookings.list_bookings, EVERY_ROLE, head=False),
     Route("POST", "/v1/bookings", bookings.create_booking, OFFICER),
-    Route("GET", "/v1/bookings/{booking_id}", bookings.get_booking, EVERY_ROLE),
+    Route("GET", "/v1/bookings/{booking_id}", bookings.get_booking, EVERY_ROLE, head=False),
     *(
         Route(
             "POST",
