@@ -24,6 +24,7 @@ from service.middlewares import (
     idempotency,
     read_body_in_time,
     request_context,
+    security_headers,
 )
 from service.ratelimit import RateLimiter, rate_limit
 from service.resources import openapi_path
@@ -33,6 +34,7 @@ from service.settings import Settings
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+SERVER_NAME = "places-of-safety"
 
 
 def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -55,9 +57,10 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
     return database
 
 
-async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp would announce its and Python's versions; say only what this is.
-    response.headers["Server"] = "places-of-safety"
+    response.headers["Server"] = SERVER_NAME
+    security_headers(request.path, response)
 
 
 def _policy(settings: Settings) -> Policy:
@@ -102,7 +105,7 @@ def create_app(
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
-    app.on_response_prepare.append(_plain_server_header)
+    app.on_response_prepare.append(_response_headers)
     app.cleanup_ctx.append(_database(dsn))
     # After the database (it connects to the same DSN); long polls are let go at shutdown, so
     # they do not hold the graceful stop for up to their whole wait.

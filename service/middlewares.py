@@ -58,6 +58,32 @@ _STATUS_SLUGS = {
 }
 
 
+# Every HTML page (the API docs now, the console later): scripts, styles, images and fetches
+# from this origin only, nothing inline, never framed. Swagger UI styles through the DOM
+# (allowed) and its stylesheet draws icons as data: images.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'; frame-ancestors 'none'"
+)
+# Anything else (JSON, YAML, metrics, assets) is never a document to run or frame.
+DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(path: str, response: web.StreamResponse) -> None:
+    """The headers every answer carries, chosen by its content type (so a new page is covered
+    without naming it) and by its path (every /v1/ answer may carry personal data or an
+    address, so none is stored by a browser or a shared cache)."""
+    headers = response.headers
+    is_page = response.content_type == "text/html"
+    headers.setdefault("Content-Security-Policy", PAGE_POLICY if is_page else DATA_POLICY)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    if path.startswith("/v1/"):
+        headers["Cache-Control"] = "no-store"
+
+
 def problem_response(problem: Problem) -> web.Response:
     response = web.Response(
         body=json.dumps(problem.body()).encode(),
