@@ -18,6 +18,8 @@ from service.jobs import erasure_job, expiry_job, staleness_job
 from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
+    MAX_BODY_BYTES,
+    SERVER_NAME,
     authenticate,
     authorize,
     errors,
@@ -32,9 +34,6 @@ from service.routes import add_routes
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-MAX_BODY_BYTES = 64 * 1024
-SERVER_NAME = "places-of-safety"
 
 
 def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -58,7 +57,6 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
 
 
 async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp would announce its and Python's versions; say only what this is.
     response.headers["Server"] = SERVER_NAME
     security_headers(request.path, response)
 

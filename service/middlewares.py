@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PROBLEM_JSON = "application/problem+json"
+# What `Server` says on every answer: aiohttp would announce its and Python's versions.
+SERVER_NAME = "places-of-safety"
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -114,7 +116,7 @@ class ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
-# Methods a metric label may name; any other (aiohttp accepts any token, answered 405) counts
+# Methods a metric label may name; any other (answered 501 by `errors`) counts
 # as "other", so no client can grow the metrics without bound.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -214,9 +216,23 @@ def _database_unavailable_response(exc: BaseException) -> web.Response:
     )
 
 
+def not_implemented() -> Problem:
+    return Problem(
+        "this service implements GET, HEAD, POST, PATCH and DELETE (see /openapi.yaml)",
+        slug="not-implemented",
+        title="Method not implemented",
+        status=501,
+        headers={"Connection": "close"},
+    )
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One error shape: problems become problem+json; anything unexpected a bare 500."""
+    if request.method not in _KNOWN_METHODS:
+        # A method no route of any path has (CONNECT, WebDAV's, anything aiohttp's parser lets
+        # through): not the resource's 405 or 404, but the server's 501 (RFC 9110 15.6.2).
+        return problem_response(not_implemented())
     try:
         return await handler(request)
     except Problem as problem:
@@ -269,6 +285,10 @@ def _discard_body(request: web.Request) -> None:
     request.content.feed_eof()
 
 
+# Request bodies are capped (SPEC section 6): aiohttp's client_max_size, and a declared
+# Content-Length over it is refused before any of the body is read.
+MAX_BODY_BYTES = 64 * 1024
+
 # Methods whose body the service reads; any other request's body is never read (aiohttp
 # discards it), so 408 and 413 come only from operations that take a body.
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
@@ -280,6 +300,18 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
     stalls is answered 408 and its connection closed, so it cannot hold a worker for ever;
     a client that goes away mid-body is not an error of ours."""
     if request.method in BODY_METHODS and request.body_exists:
+        declared = request.content_length
+        if declared is not None and declared > MAX_BODY_BYTES:
+            # Answered at once: waiting for a body that will be refused anyway would hold the
+            # connection until the body time-out.
+            _discard_body(request)
+            raise Problem(
+                "the request body is larger than 64 KiB",
+                slug="payload-too-large",
+                title="Request body too large",
+                status=413,
+                headers={"Connection": "close"},
+            )
         try:
             async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
                 await request.read()
