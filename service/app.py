@@ -18,11 +18,15 @@ from service.jobs import erasure_job, expiry_job, staleness_job
 from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
 from service.middlewares import (
+    MAX_BODY_BYTES,
+    SERVER_NAME,
     authenticate,
+    authorize,
     errors,
     idempotency,
     read_body_in_time,
     request_context,
+    security_headers,
 )
 from service.ratelimit import RateLimiter, rate_limit
 from service.refusals import RefusalWatch, watch_refusals
@@ -31,8 +35,6 @@ from service.routes import add_routes
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -55,9 +57,9 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
     return database
 
 
-async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp would announce its and Python's versions; say only what this is.
-    response.headers["Server"] = "places-of-safety"
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+    security_headers(request.path, response)
 
 
 def _policy(settings: Settings) -> Policy:
@@ -89,13 +91,16 @@ def create_app(
 ) -> web.Application:
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
-        # The rate limit runs once the key is known and before an Idempotency-Key is looked
-        # up, so a refused request stores nothing and a retry with the same key runs again.
+        # The role check runs as soon as the key is known, before the body is parsed or any
+        # limit or Idempotency-Key is looked at. The rate limit runs before an Idempotency-Key
+        # is looked up, so a refused request stores nothing and a retry with the same key runs
+        # again.
         middlewares=[
             request_context,
             errors,
             read_body_in_time,
             authenticate,
+            authorize,
             watch_refusals,
             rate_limit,
             idempotency,
@@ -110,7 +115,7 @@ def create_app(
     app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
     app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
-    app.on_response_prepare.append(_plain_server_header)
+    app.on_response_prepare.append(_response_headers)
     app.cleanup_ctx.append(_database(dsn))
     # After the database (it connects to the same DSN); long polls are let go at shutdown, so
     # they do not hold the graceful stop for up to their whole wait.

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from service.app import create_app
@@ -21,6 +20,7 @@ from service.errors import NotFound, ValidationProblem
 from service.log import configure_logging
 from service.migrate import is_current, migrate
 from service.queries import api_keys
+from service.server import serve
 from service.settings import Settings, load_settings
 from service.text import refused_character
 from service.usecases import tx
@@ -213,18 +213,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return dsn
 
     dsn = asyncio.run(prepare())
-    # run_app turns SIGTERM and SIGINT into a graceful stop: it stops accepting, lets in-flight
-    # requests finish (up to SHUTDOWN_TIMEOUT_SECONDS), then runs cleanup (jobs, pool).
-    web.run_app(
-        create_app(settings, dsn=dsn),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        # A connection that sends no request for this long is closed (also one that connects
-        # and sends nothing): idle sockets must not pile up.
-        keepalive_timeout=IDLE_CONNECTION_SECONDS,
-        access_log=None,
-        print=None,
+    # SIGTERM and SIGINT are a graceful stop: stop accepting, let in-flight requests finish
+    # (up to SHUTDOWN_TIMEOUT_SECONDS), then run cleanup (jobs, pool).
+    asyncio.run(
+        serve(
+            create_app(settings, dsn=dsn),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout_seconds,
+            # A connection that sends no request for this long is closed (also one that
+            # connects and sends nothing): idle sockets must not pile up.
+            keepalive_timeout=IDLE_CONNECTION_SECONDS,
+            access_log=None,
+        )
     )
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from service.clock import Clock
 from service.settings import Settings
+from service.vocab import Role
 
 if TYPE_CHECKING:
     from service.db import Connection, Pool
@@ -31,6 +32,11 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 REFUSAL_WATCH: web.AppKey[RefusalWatch] = web.AppKey("refusal_watch")
 # The DSN the pool was opened with, once resolved: the event listener connects to the same.
 DSN: web.AppKey[str] = web.AppKey("dsn")
+# (method, route path template) -> the roles that may call the route, None for a public one;
+# set by service.routes.add_routes, read by the authenticate and authorize middlewares.
+ROUTE_ROLES: web.AppKey[Mapping[tuple[str, str], frozenset[Role] | None]] = web.AppKey(
+    "route_roles"
+)
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.
 EVENT_LISTENER: web.AppKey[EventListener] = web.AppKey("event_listener")
 

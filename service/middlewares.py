@@ -19,16 +19,26 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from service import keys
 from service.auth import hash_key
-from service.domain.access import Principal
-from service.errors import Conflict, Problem, Unauthorized, Unprocessable, ValidationProblem
+from service.domain.access import Principal, require_role
+from service.errors import (
+    Conflict,
+    Forbidden,
+    Problem,
+    Unauthorized,
+    Unprocessable,
+    ValidationProblem,
+)
 from service.queries import api_keys as api_key_queries
 from service.queries import idempotency as idempotency_queries
+from service.vocab import Role
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PROBLEM_JSON = "application/problem+json"
+# What `Server` says on every answer: aiohttp would announce its and Python's versions.
+SERVER_NAME = "places-of-safety"
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's own request id is kept (the audit log keeps it for ever, the logs for their
 # retention) only in a form too short and plain to carry much: anything else, a name or a date
@@ -36,10 +46,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-# Routes anyone may call without a key.
-PUBLIC_ROUTES = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/docs", "/docs/static/{filename}"}
-)
+# The roles of a route service.routes does not list: none (a route must say who may call it).
+_UNDECLARED: frozenset[Role] = frozenset()
 
 # Answers that invite a retry are not stored, so a retry with the same key runs again.
 _RETRYABLE = frozenset({409, 429})
@@ -53,6 +61,32 @@ _STATUS_SLUGS = {
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Request body too large"),
 }
+
+
+# Every HTML page (the API docs now, the console later): scripts, styles, images and fetches
+# from this origin only, nothing inline, never framed. Swagger UI styles through the DOM
+# (allowed) and its stylesheet draws icons as data: images.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'; frame-ancestors 'none'"
+)
+# Anything else (JSON, YAML, metrics, assets) is never a document to run or frame.
+DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(path: str, response: web.StreamResponse) -> None:
+    """The headers every answer carries, chosen by its content type (so a new page is covered
+    without naming it) and by its path (every /v1/ answer may carry personal data or an
+    address, so none is stored by a browser or a shared cache)."""
+    headers = response.headers
+    is_page = response.content_type == "text/html"
+    headers.setdefault("Content-Security-Policy", PAGE_POLICY if is_page else DATA_POLICY)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    if path.startswith("/v1/"):
+        headers["Cache-Control"] = "no-store"
 
 
 def problem_response(problem: Problem) -> web.Response:
@@ -75,11 +109,17 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _route_roles(request: web.Request) -> frozenset[Role] | None:
+    """The roles that may call the matched route; None when it is public."""
+    table = request.app[keys.ROUTE_ROLES]
+    return table.get((request.method, _route_name(request)), _UNDECLARED)
+
+
 class ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
-# Methods a metric label may name; any other (aiohttp accepts any token, answered 405) counts
+# Methods a metric label may name; any other (answered 501 by `errors`) counts
 # as "other", so no client can grow the metrics without bound.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -179,9 +219,23 @@ def _database_unavailable_response(exc: BaseException) -> web.Response:
     )
 
 
+def not_implemented() -> Problem:
+    return Problem(
+        "this service implements GET, HEAD, POST, PATCH and DELETE (see /openapi.yaml)",
+        slug="not-implemented",
+        title="Method not implemented",
+        status=501,
+        headers={"Connection": "close"},
+    )
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One error shape: problems become problem+json; anything unexpected a bare 500."""
+    if request.method not in _KNOWN_METHODS:
+        # A method no route of any path has (CONNECT, WebDAV's, anything aiohttp's parser lets
+        # through): not the resource's 405 or 404, but the server's 501 (RFC 9110 15.6.2).
+        return problem_response(not_implemented())
     try:
         return await handler(request)
     except Problem as problem:
@@ -234,6 +288,10 @@ def _discard_body(request: web.Request) -> None:
     request.content.feed_eof()
 
 
+# Request bodies are capped (SPEC section 6): aiohttp's client_max_size, and a declared
+# Content-Length over it is refused before any of the body is read.
+MAX_BODY_BYTES = 64 * 1024
+
 # Methods whose body the service reads; any other request's body is never read (aiohttp
 # discards it), so 408 and 413 come only from operations that take a body.
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
@@ -245,6 +303,18 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
     stalls is answered 408 and its connection closed, so it cannot hold a worker for ever;
     a client that goes away mid-body is not an error of ours."""
     if request.method in BODY_METHODS and request.body_exists:
+        declared = request.content_length
+        if declared is not None and declared > MAX_BODY_BYTES:
+            # Answered at once: waiting for a body that will be refused anyway would hold the
+            # connection until the body time-out.
+            _discard_body(request)
+            raise Problem(
+                "the request body is larger than 64 KiB",
+                slug="payload-too-large",
+                title="Request body too large",
+                status=413,
+                headers={"Connection": "close"},
+            )
         try:
             async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
                 await request.read()
@@ -277,9 +347,17 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer API key on every route but the public ones; the key is never logged."""
     match_info = request.match_info
-    if match_info.http_exception is not None or _route_name(request) in PUBLIC_ROUTES:
+    if match_info.http_exception is not None or _route_roles(request) is None:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
+    given = request.headers.getall("Authorization", [])
+    if len(given) > 1:
+        # Which key the request acts as must not depend on which header a parser or proxy
+        # keeps: refused, like a query parameter given twice.
+        raise ValidationProblem(
+            "send one Authorization header",
+            errors=[{"field": "Authorization", "message": "given more than once"}],
+        )
+    header = given[0] if given else ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -307,6 +385,23 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     )
     request[keys.PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(key_id=str(principal.key_id), role=principal.role)
+    return await handler(request)
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 when the caller's role may not call the route, before anything else about the
+    request is looked at: an invalid body is not told what is wrong with it, and a forbidden
+    call neither spends a rate budget nor leaves an Idempotency-Key answer to replay. The use
+    cases check the role again (service.domain.access.require_role): this is the first door,
+    not the only one."""
+    if keys.PRINCIPAL in request:
+        roles = _route_roles(request)
+        if roles is not None:
+            who = request[keys.PRINCIPAL]
+            if not roles:
+                raise Forbidden("no role may call this route")
+            require_role(who, *sorted(roles))
     return await handler(request)
 
 

@@ -24,6 +24,7 @@ from service.app import create_app
 from service.db import Pool, create_pool, ensure_database, start_embedded_server, with_database
 from service.log import configure_logging
 from service.migrate import migrate
+from service.server import ServiceRunner
 from service.settings import Settings
 from tests.support.api import Api
 from tests.support.clock import ManualClock
@@ -114,12 +115,13 @@ AppFactory = Callable[..., Awaitable[Api]]
 
 
 class ServiceTestServer(TestServer):
-    """aiohttp's TestServer, but run as `pos serve` runs: a handler whose client goes away is
-    not cancelled (aiohttp's test server would), so tests see what production does."""
+    """aiohttp's TestServer, but run as `pos serve` runs: by the service's runner (its answer
+    to what the HTTP parser refuses), and a handler whose client goes away is not cancelled
+    (aiohttp's test server would), so tests see what production does."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         kwargs["handler_cancellation"] = False
-        return await super()._make_runner(**kwargs)
+        return ServiceRunner(self.app, **kwargs)
 
 
 @pytest.fixture

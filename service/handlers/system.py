@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -19,12 +20,16 @@ log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
 
-# Swagger UI 5 (OpenAPI 3.1 aware), served from the swagger-ui-py wheel: no CDN, works offline.
+# Swagger UI 5 (OpenAPI 3.1 aware), served from the swagger-ui-py wheel: no CDN, works offline;
+# and the script that starts it, from this package (the page has no inline script, so its
+# Content-Security-Policy allows scripts from this origin only).
 SWAGGER_UI_STATIC = SWAGGER_UI_PY_ROOT / "static"
+OWN_STATIC = Path(__file__).resolve().parent.parent / "static"
 DOCS_ASSETS = {
-    "swagger-ui-bundle.js": "application/javascript",
-    "swagger-ui.css": "text/css",
-    "favicon-32x32.png": "image/png",
+    "swagger-ui-bundle.js": (SWAGGER_UI_STATIC, "text/javascript"),
+    "swagger-ui.css": (SWAGGER_UI_STATIC, "text/css"),
+    "favicon-32x32.png": (SWAGGER_UI_STATIC, "image/png"),
+    "docs.js": (OWN_STATIC, "text/javascript"),
 }
 
 DOCS_PAGE = """<!DOCTYPE html>
@@ -39,13 +44,7 @@ DOCS_PAGE = """<!DOCTYPE html>
   <noscript>The API description is at <a href="/openapi.yaml">/openapi.yaml</a>.</noscript>
   <div id="swagger-ui"></div>
   <script src="/docs/static/swagger-ui-bundle.js"></script>
-  <script>
-    window.onload = function () {{
-      window.ui = SwaggerUIBundle({{
-        url: "/openapi.yaml", dom_id: "#swagger-ui", deepLinking: true
-      }});
-    }};
-  </script>
+  <script src="/docs/static/docs.js"></script>
 </body>
 </html>
 """
@@ -82,11 +81,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def docs_asset(request: web.Request) -> web.FileResponse:
-    content_type = DOCS_ASSETS.get(request.match_info["filename"])
-    if content_type is None:
+    asset = DOCS_ASSETS.get(request.match_info["filename"])
+    if asset is None:
         raise NotFound("no such documentation asset")
+    directory, content_type = asset
     return web.FileResponse(
-        SWAGGER_UI_STATIC / request.match_info["filename"],
+        directory / request.match_info["filename"],
         headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"},
     )
 

@@ -99,6 +99,7 @@ class Audited:
         body: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        contract: bool = True,
     ) -> tuple[Reply, str]:
         """One request with a request id of its own; returns the reply and that id."""
         request_id = f"audit-test-{uuid.uuid4().hex}"
@@ -109,6 +110,7 @@ class Audited:
             json_body=body,
             params=params,
             headers={"X-Request-ID": request_id, **(headers or {})},
+            contract=contract,
         )
         assert reply.headers["X-Request-ID"] == request_id
         return reply, request_id
@@ -604,3 +606,23 @@ async def test_erasing_personal_fields_is_audited_and_keeps_earlier_rows(
     )
     assert "person_ref" in erasure["fields"] and set(erasure["fields"]) <= set(PERSONAL)
     await a.check_no_values()
+
+
+async def test_head_on_an_audited_read_is_refused_and_audits_nothing(audited: Audited) -> None:
+    """A HEAD shows nothing, so it is no read to audit; answered like a GET unaudited, its
+    Content-Length would still tell the size of what a GET shows (notes, an address). So the
+    routes whose GET is audited do not answer HEAD at all (issue 14 item 14)."""
+    a = audited
+    site = await a.world.site()
+    await a.world.bed(site["id"])
+    booking = await a.hold(site["id"], notes=unique("NOTE"))
+    before = await a.counts()
+    for who in (a.officer, a.provider, a.admin):
+        for path in (f"/v1/bookings/{booking['id']}", "/v1/bookings"):
+            reply, request_id = await a.call("HEAD", path, who, contract=False)
+            assert reply.status == 405, (path, reply.status)
+            allowed = reply.headers["Allow"].split(",")
+            assert "GET" in allowed and "HEAD" not in allowed
+            assert reply.raw == b""
+            assert await a.rows(request_id) == []
+    assert await a.counts() == before

@@ -12,6 +12,8 @@ import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from service import keys
+from service.routes import EVERY_ROLE
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
 from tests.support.world import World, bed_body, booking_body, site_body
@@ -19,6 +21,11 @@ from tests.support.world import World, bed_body, booking_body, site_body
 
 def _lines(buffer: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+def _open_to_every_role(app: web.Application, method: str, path: str) -> None:
+    """A route added by a test says who may call it, as every route must."""
+    app[keys.ROUTE_ROLES] = {**app[keys.ROUTE_ROLES], (method, path): EVERY_ROLE}
 
 
 async def test_request_id_is_echoed_or_made(world: World) -> None:
@@ -88,6 +95,7 @@ async def test_logs_never_carry_keys_or_personal_fields(
             raise RuntimeError("deliberate failure")
 
         app.router.add_get("/v1/boom", boom)
+        _open_to_every_role(app, "GET", "/v1/boom")
 
     api = await make_api(customise=add_failing_route, check_contract=False)
     body = site_body(address="Flat 9, 12 Secret Lane", phone="+44 7700 900123")
@@ -130,6 +138,7 @@ async def test_unexpected_errors_are_a_bare_500(
             raise ZeroDivisionError("secret internals")
 
         app.router.add_get("/v1/boom", boom)
+        _open_to_every_role(app, "GET", "/v1/boom")
 
     api = await make_api(customise=add_failing_route, check_contract=False)
     reply = await api.get("/v1/boom", key=world.admin, headers={"X-Request-ID": "rid-500"})
@@ -149,6 +158,7 @@ async def test_a_database_conflict_is_a_retryable_503(make_api: AppFactory, worl
             raise asyncpg.DeadlockDetectedError("deadlock detected")
 
         app.router.add_post("/v1/deadlock", deadlock)
+        _open_to_every_role(app, "POST", "/v1/deadlock")
 
     api = await make_api(customise=add_deadlocking_route, check_contract=False)
     reply = await api.post(

@@ -6,13 +6,23 @@ no key or a bad key is 401.
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
 
 from service.db import Pool
-from tests.support.world import World, bed_body, site_body, unique
+from service.middlewares import authorize
+from service.routes import route_roles
+from tests.conftest import AppFactory
+from tests.support.api import SPEC_PATH
+from tests.support.world import World, bed_body, booking_body, site_body, unique
 
 
 @dataclass
@@ -167,3 +177,173 @@ async def test_revoked_key_is_refused_at_once(world: World) -> None:
     listed = await world.api.all_items("/v1/api-keys", key=world.admin)
     mine = [k for k in listed if k["id"] == created.body["id"]]
     assert mine and mine[0]["revoked_at"] is not None and mine[0]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [("good", "bad"), ("bad", "good"), ("good", "good"), ("good", "other")],
+    ids=["good-then-bad", "bad-then-good", "same-twice", "two-good-keys"],
+)
+async def test_two_authorization_headers_are_refused(world: World, values: tuple[str, str]) -> None:
+    """Which of two keys a request acts as must not depend on which one a parser keeps."""
+    chosen = {"good": world.officer, "bad": "pos_not-a-real-key", "other": world.admin}
+    headers = CIMultiDict(("Authorization", f"Bearer {chosen[value]}") for value in values)
+    async with world.api.client.get("/v1/forces", headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 400, body
+        assert resp.content_type == "application/problem+json"
+    assert body["errors"] == [{"field": "Authorization", "message": "given more than once"}]
+
+
+# --- the role check comes first (issue 14 item 10) -------------------------------------------
+
+HTTP_METHODS = ("get", "post", "patch", "delete")
+
+
+def _operations() -> list[tuple[str, str, frozenset[str]]]:
+    """(METHOD, path, roles allowed) for every operation openapi.yaml guards with a key."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    return [
+        (method.upper(), path, frozenset(operation["x-roles"]))
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("security") != []
+    ]
+
+
+FORBIDDEN = [
+    pytest.param(method, path, role, id=f"{role}-{method}-{path}")
+    for method, path, roles in _operations()
+    for role in ("admin", "officer", "provider")
+    if role not in roles
+]
+
+
+def _with_ids(path: str) -> str:
+    """The path with every id a fresh UUID: a 403 must not depend on what the ids name."""
+    return re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
+
+
+def test_the_contract_forbids_something_to_every_role() -> None:
+    assert {role for _, _, role in (p.values for p in FORBIDDEN)} == {
+        "admin",
+        "officer",
+        "provider",
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "role"), FORBIDDEN)
+async def test_a_role_without_the_verb_is_403_whatever_the_request(
+    world: World, db: Pool, method: str, path: str, role: str
+) -> None:
+    """403 before the body, the query or the Idempotency-Key is looked at: an invalid request
+    is not told what is wrong with it, and a forbidden call leaves nothing to replay."""
+    key = {"admin": world.admin, "officer": world.officer, "provider": world.provider}[role]
+    url = _with_ids(path)
+    invalid: list[dict[str, Any]] = [
+        {"params": {"limit": "0", "cursor": "!", "start": "yesterday", "unknown": "x"}},
+    ]
+    if method in ("POST", "PATCH"):
+        invalid += [
+            {"json_body": {"not a field": True}},
+            {"json_body": [1, 2]},
+            {"data": b"{not json", "content_type": "application/json"},
+            {"data": b"plain words", "content_type": "text/plain"},
+        ]
+    for variant in invalid:
+        reply = await world.api.request(method, url, key=key, **variant)
+        assert reply.status == 403, (variant, reply.body)
+        assert reply.problem_type == "forbidden"
+    if method == "POST":
+        idem = unique("idem")
+        for body in ({"first": 1}, {"second": 2}, {"first": 1}):
+            reply = await world.api.request(
+                method, url, key=key, json_body=body, headers={"Idempotency-Key": idem}
+            )
+            assert reply.status == 403, (body, reply.body)
+            assert "Idempotent-Replayed" not in reply.headers
+        async with db.acquire() as conn:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM idempotency_key WHERE key = $1", idem
+            )
+        assert stored == 0
+
+
+def test_the_route_table_grants_what_the_contract_says() -> None:
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    described = {
+        (method.upper(), path): (
+            None if operation.get("security") == [] else frozenset(operation["x-roles"])
+        )
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    }
+    routed = {
+        (method, path): None if roles is None else frozenset(str(role) for role in roles)
+        for (method, path), roles in route_roles().items()
+        if method != "HEAD"
+    }
+    assert routed == described
+
+
+async def test_a_route_that_names_no_roles_is_refused_to_every_role(
+    make_api: AppFactory, db: Pool
+) -> None:
+    async def secret(request: web.Request) -> web.Response:
+        raise AssertionError("reached a route that names no roles")
+
+    api = await make_api(
+        customise=lambda app: app.router.add_get("/v1/undeclared", secret),
+        check_contract=False,
+    )
+    world = await World.create(api, db)
+    for key in (world.admin, world.officer, world.provider):
+        reply = await api.get("/v1/undeclared", key=key)
+        assert (reply.status, reply.problem_type) == (403, "forbidden")
+
+
+def _valid_request(f: Fixture, booking_id: str, method: str, path: str) -> tuple[str, Any]:
+    """A request to the operation that its allowed roles would have carried out."""
+    site, bed, block = f.site["id"], f.bed["id"], f.block["id"]
+    window = {"start": "2031-01-01T00:00:00Z", "end": "2031-01-08T00:00:00Z"}
+    start = datetime.now(UTC) + timedelta(hours=2)
+    url = path.format(
+        site_id=site, bed_id=bed, block_id=block, key_id=f.spare_key_id, booking_id=booking_id
+    )
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/v1/forces"): {"code": unique("x"), "name": "X Police"},
+        ("POST", "/v1/providers"): {"name": unique("P")},
+        ("POST", "/v1/api-keys"): {"name": unique("k"), "role": "admin"},
+        ("POST", "/v1/sites"): site_body(),
+        ("PATCH", "/v1/sites/{site_id}"): {"status": "paused"},
+        ("POST", "/v1/sites/{site_id}/beds"): bed_body(),
+        ("PATCH", "/v1/sites/{site_id}/beds/{bed_id}"): {"in_service": False},
+        ("POST", "/v1/sites/{site_id}/blocks"): {"bed_id": bed, **window, "reason": "paint"},
+        ("POST", "/v1/bookings"): booking_body(site, start),
+        ("POST", "/v1/bookings/{booking_id}/decline"): {"reason_code": "site_full"},
+        ("POST", "/v1/bookings/{booking_id}/cancel"): {"reason_code": "booked_in_error"},
+        ("POST", "/v1/bookings/{booking_id}/extend"): {
+            "end": (start + timedelta(hours=30)).isoformat()
+        },
+        ("POST", "/v1/bookings/{booking_id}/feedback"): {"consent": True, "felt_safe": 4},
+    }
+    queries = {
+        "/v1/sites/{site_id}/occupancy": f"?start={window['start']}&end={window['end']}",
+        "/v1/availability": f"?end={(start + timedelta(hours=24)).isoformat()}".replace("+", "%2B"),
+    }
+    return url + queries.get(path, ""), bodies.get((method, path))
+
+
+@pytest.mark.parametrize(("method", "path", "role"), FORBIDDEN)
+async def test_the_use_cases_refuse_what_the_route_table_refuses(
+    make_api: AppFactory, db: Pool, method: str, path: str, role: str
+) -> None:
+    """Defence in depth: with the route table's door taken away, each use case still answers
+    403 to every role the table refuses, for a request it would otherwise carry out."""
+    api = await make_api(customise=lambda app: app.middlewares.remove(authorize))
+    f = await _fixture(await World.create(api, db))
+    booking = await f.world.book(f.site["id"], datetime.now(UTC) + timedelta(hours=2))
+    url, body = _valid_request(f, booking["id"], method, path)
+    reply = await api.request(method, url, json_body=body, key=f.key(role))
+    assert (reply.status, reply.problem_type) == (403, "forbidden"), reply.body

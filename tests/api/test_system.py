@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from aiohttp import web
 
+from service import keys
 from service.app import create_app
+from service.db import Pool
 from service.settings import Settings
 from tests.conftest import AppFactory
 from tests.support.api import SPEC_PATH, Api
+from tests.support.world import World
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -90,8 +95,79 @@ async def test_the_contract_and_its_docs_are_served(api: Api) -> None:
     docs = await api.get("/docs")
     assert docs.status == 200 and docs.content_type == "text/html"
     page = docs.raw.decode()
-    assert 'url: "/openapi.yaml"' in page
+    assert '<script src="/docs/static/docs.js"></script>' in page
     asset = await api.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200 and len(asset.raw) > 100_000
     missing = await api.get("/docs/static/nothing.js")
     assert missing.status == 404
+
+
+def _directives(policy: str) -> dict[str, list[str]]:
+    parsed = (d.split() for d in policy.split(";") if d.strip())
+    return {words[0]: words[1:] for words in parsed}
+
+
+async def test_the_docs_page_runs_under_a_strict_content_security_policy(api: Api) -> None:
+    docs = await api.get("/docs")
+    assert docs.status == 200
+    csp = _directives(docs.headers["Content-Security-Policy"])
+    assert csp["default-src"] == ["'none'"] or csp["default-src"] == ["'self'"]
+    assert csp["script-src"] == ["'self'"], "no inline or eval'd script"
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"]
+    assert docs.headers["X-Frame-Options"] == "DENY"
+    assert docs.headers["X-Content-Type-Options"] == "nosniff"
+    page = docs.raw.decode()
+    # Nothing inline for the policy to refuse: every script and style comes from a file.
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, flags=re.S)
+    assert scripts and all('src="' in attrs and not body.strip() for attrs, body in scripts)
+    assert "<style" not in page and " style=" not in page and "javascript:" not in page
+    for asset in re.findall(r'(?:src|href)="(/docs/static/[^"]+)"', page):
+        reply = await api.get(asset)
+        assert reply.status == 200, asset
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    init = await api.get("/docs/static/docs.js")
+    assert init.status == 200 and b'url: "/openapi.yaml"' in init.raw
+    assert init.content_type == "text/javascript"
+
+
+async def test_every_html_answer_gets_the_page_policy_by_its_content_type(
+    make_api: AppFactory,
+) -> None:
+    """The console's pages will be HTML too: the policy follows the content type, not a list
+    of routes."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<!DOCTYPE html><title>x</title>", content_type="text/html")
+
+    def add_page(app: web.Application) -> None:
+        app.router.add_get("/some-page", page)
+        app[keys.ROUTE_ROLES] = {**app[keys.ROUTE_ROLES], ("GET", "/some-page"): None}
+
+    api = await make_api(customise=add_page, check_contract=False)
+    reply = await api.get("/some-page")
+    assert reply.status == 200
+    assert _directives(reply.headers["Content-Security-Policy"])["frame-ancestors"] == ["'none'"]
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_every_json_answer_is_nosniff_and_no_v1_answer_is_stored(api: Api, db: Pool) -> None:
+    world = await World.create(api, db)
+    site = await world.site()
+    replies = [
+        await api.get("/healthz"),
+        await api.get("/v1/forces", key=world.officer),
+        await api.get(f"/v1/sites/{site['id']}", key=world.provider),  # an address
+        await api.get("/v1/forces"),  # 401
+        await api.get("/v1/nothing-here", key=world.officer, contract=False),  # 404
+        await api.request("PUT", "/v1/forces", key=world.officer, contract=False),  # 405
+        await api.post("/v1/forces", {"code": "x"}, key=world.officer),  # 403
+    ]
+    for reply in replies:
+        assert reply.content_type in ("application/json", "application/problem+json")
+        assert reply.headers["X-Content-Type-Options"] == "nosniff", reply.status
+        csp = _directives(reply.headers["Content-Security-Policy"])
+        assert csp["default-src"] == ["'none'"] and csp["frame-ancestors"] == ["'none'"]
+    for reply in replies[1:]:
+        assert reply.headers["Cache-Control"] == "no-store", reply.status

@@ -196,3 +196,89 @@ async def test_a_body_that_cannot_be_decoded_is_400(
     # Nor does aiohttp go on reading the bad body after the answer (an ERROR per request).
     assert "unhandled error" not in log_output.getvalue().lower()
     assert '"level": "error"' not in log_output.getvalue()
+
+
+def _head_and_body(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+async def test_a_declared_body_over_the_cap_is_413_at_once(world: World, with_key: bool) -> None:
+    """No need to wait for a body the service would refuse anyway (it used to wait for the
+    body time-out and answer 408)."""
+    auth = b"Authorization: Bearer " + world.provider.encode() + b"\r\n" if with_key else b""
+    raw = (
+        b"POST /v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + auth
+        + b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
+    )
+    started = time.monotonic()
+    status, headers, body = _head_and_body(await _exchange(world.api, raw))
+    assert time.monotonic() - started < 2.0
+    assert status == 413
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["connection"] == "close"
+    assert json.loads(body)["type"].endswith(":payload-too-large")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /v1/forces HTTP/1.1\r\nHost: x\r\nX-Note: a\x01SECRET-VALUE-77\r\n\r\n",
+        b"GET /v1/forces HTTP/1.1\r\nHost: x\r\nX-No\x01te-SECRET-VALUE-77: a\r\n\r\n",
+        b"GET /v1/forces HTTP/1.1\r\nHost: x\r\nContent-Length: SECRET-VALUE-77\r\n\r\n",
+        b"GET /v1/forces?SECRET-VALUE-77=\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/forces HTTP/9.9\r\nHost: x\r\nX-Secret: SECRET-VALUE-77\r\n\r\n",
+    ],
+    ids=["header-value", "header-name", "content-length", "request-target", "version"],
+)
+async def test_what_the_http_parser_refuses_is_a_problem_that_echoes_nothing(
+    world: World, raw: bytes
+) -> None:
+    status, headers, body = _head_and_body(await _exchange(world.api, raw))
+    assert status == 400, body
+    assert headers["server"] == "places-of-safety", "no aiohttp or Python version"
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert b"SECRET-VALUE-77" not in body
+    problem = json.loads(body)
+    assert (problem["status"], problem["type"]) == (
+        400,
+        "urn:places-of-safety:problem:malformed-request",
+    )
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"CONNECT example.org:443 HTTP/1.1",
+        b"CONNECT /v1/forces HTTP/1.1",
+        b"FOO /v1/forces HTTP/1.1",
+        b"PROPFIND /v1/forces HTTP/1.1",
+        b"BREW /nothing HTTP/1.1",
+    ],
+    ids=["connect-authority", "connect-path", "unknown", "webdav", "unknown-elsewhere"],
+)
+async def test_a_method_the_service_implements_nowhere_is_501(
+    world: World, request_line: bytes
+) -> None:
+    raw = request_line + b"\r\nHost: x\r\nAuthorization: Bearer " + world.admin.encode()
+    status, headers, body = _head_and_body(await _exchange(world.api, raw + b"\r\n\r\n"))
+    assert status == 501, body
+    assert headers["server"] == "places-of-safety"
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["type"] == "urn:places-of-safety:problem:not-implemented"
+
+
+async def test_a_known_method_a_route_lacks_is_still_405_with_allow(world: World) -> None:
+    raw = b"PUT /v1/forces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    status, headers, _ = _head_and_body(await _exchange(world.api, raw))
+    assert status == 405
+    assert headers["allow"] == "GET,HEAD,POST"
+    assert headers["content-type"] == "application/problem+json"

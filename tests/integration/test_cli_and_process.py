@@ -178,3 +178,21 @@ async def test_api_key_list_never_prints_control_or_bidi_characters(fresh_databa
     assert r"ops\x1b[2J\x1b]0;owned\x07\u202egnp.exe\x08\r" in listing
     code, _, err = await pos("api-key", "create", "--role", "admin", "--name", hostile, env=env)
     assert code == 2 and "--name" in err
+
+
+async def test_pos_serve_answers_what_the_http_parser_refuses_as_the_service(
+    fresh_database: str,
+) -> None:
+    """`pos serve` runs the service's own runner: a request aiohttp's parser refuses is a
+    problem that names no versions and quotes nothing it was sent."""
+    async with served(pos_env(DATABASE_URL=fresh_database)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /v1/forces HTTP/1.1\r\nHost: x\r\nX-Note: a\x01SECRET-9\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer
+    assert b"\r\nServer: places-of-safety\r\n" in head
+    assert b"application/problem+json" in head and b"aiohttp" not in head
+    assert b"malformed-request" in body and b"SECRET-9" not in body
