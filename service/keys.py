@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from service.domain.stays import Policy
     from service.listener import EventListener
     from service.metrics import Metrics
-    from service.ratelimit import RateLimiter
+    from service.paging import SealerSource
+    from service.ratelimit import LongPolls, RateLimiter
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -26,6 +27,11 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_TEXT: web.AppKey[str] = web.AppKey("openapi_text")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+LONG_POLLS: web.AppKey[LongPolls] = web.AppKey("long_polls")
+# Seals cursors that must show nothing (the feed's), with the database's cursor key.
+CURSORS: web.AppKey[SealerSource] = web.AppKey("cursors")
+# A pool of one connection for /readyz alone, so it never queues behind request work.
+READY_POOL: web.AppKey[Pool] = web.AppKey("ready_pool")
 # The DSN the pool was opened with, once resolved: the event listener connects to the same.
 DSN: web.AppKey[str] = web.AppKey("dsn")
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.

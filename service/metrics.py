@@ -84,8 +84,18 @@ class Metrics:
         self.limited = Counter(
             "pos_limit_refusals_total",
             "Requests refused with 429, by limit: holds_per_key, holds_per_force (live holds),"
-            " searches, writes (requests per key per minute).",
+            " searches, writes, feed (requests per key per minute), long_polls (parked at once"
+            " per key).",
             ["limit"],
+            registry=self.registry,
+        )
+
+        self.feed_reads = Counter(
+            "pos_event_feed_reads_total",
+            "Reads of the event feed by GET /v1/events, by cause: request (its first read),"
+            " woken (a parked long poll woken by a change in its scope), fallback (read again"
+            " on a timer while the event listener is down).",
+            ["cause"],
             registry=self.registry,
         )
 

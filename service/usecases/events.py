@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.domain.webhooks import event_body
-from service.queries import events
+from service.errors import Unauthorized
+from service.queries import api_keys, events
 from service.usecases.tx import Tx
 from service.vocab import EventType, Role
 
@@ -31,11 +32,23 @@ class FeedPage:
 
 
 async def read_feed(
-    tx: Tx, after: Position | None, limit: int, types: Sequence[EventType] | None
+    tx: Tx,
+    after: Position | None,
+    limit: int,
+    types: Sequence[EventType] | None,
+    *,
+    recheck: bool = False,
 ) -> FeedPage:
     """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
-    all), in the caller's scope."""
+    all), in the caller's scope. `recheck`: the caller was authenticated a while ago (a long
+    poll reading again after its wait), so its key is checked again first: a key revoked
+    meanwhile reads nothing more."""
     who = tx.caller
+    if recheck and not await api_keys.is_live_id(tx.conn, who.key_id):
+        raise Unauthorized(
+            "the API key is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="places-of-safety", error="invalid_token"'},
+        )
     read = await events.page(
         tx.conn,
         after=after,
