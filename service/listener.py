@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -57,6 +57,7 @@ QUERY_TIMEOUT_SECONDS = 10.0
 CHANGES_KEPT = 256
 
 Written = tuple[str, str | None, UUID | None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,32 @@ class _Waiter:
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class SharedReads:
+    """Reads in flight, by what they read: requests that ask for the same read while one is
+    under way wait for it instead of reading again. A hundred polls of one force system,
+    woken by the same write at the same cursor, cost one read, not a hundred.
+
+    The key must name everything the result depends on, and the listener's generation when
+    the read was asked for: a read shared within a generation began after every change up to
+    it was published, so it sees what each sharer's own read would have seen.
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """The read's result, and whether this caller made it (False: it shared another's)."""
+        flight = self._flights.get(key)
+        made = flight is None
+        if flight is None:
+            flight = asyncio.ensure_future(read())
+            self._flights[key] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        # Shielded: a sharer going away does not cancel the read the others wait for.
+        result: T = await asyncio.shield(flight)
+        return result, made
+
+
 class _Lost(Exception):
     """The LISTEN connection closed under us."""
 
@@ -121,6 +148,7 @@ class EventListener:
         self._changes: deque[tuple[int, Change]] = deque(maxlen=CHANGES_KEPT)
         self._poke = asyncio.Event()
         self._revoked: list[UUID] = []
+        self.shared = SharedReads()
 
     def _publish(self, change: Change) -> None:
         """A new generation: wake the waiters that want it, and keep it for readers between
@@ -285,6 +313,7 @@ async def event_listener(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx (after the database's): the listener runs until the app stops."""
     listener = EventListener(app[keys.DSN])
     app[keys.EVENT_LISTENER] = listener
+    app[keys.METRICS].feed_waiting.set_function(lambda: listener.waiting)
     task = asyncio.create_task(listener.run(), name="event-listener")
     try:
         yield

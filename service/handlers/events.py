@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from service.listener import Interest
 from service.models import Event, EventPage, EventQuery
 from service.paging import Sealer
 from service.ratelimit import long_poll
-from service.usecases.events import FeedPage, Position, read_feed
+from service.usecases.events import FeedPage, Position, check_key, read_feed
 
 # Sealed (service/paging.py): a feed position holds the server's transaction horizon and an id
 # from one global sequence, which would tell a reader about other scopes' events.
@@ -45,7 +46,9 @@ async def list_events(request: web.Request) -> web.Response:
         with long_poll(request, query.wait) as ends:
             page = await _poll(request, query, after, ends)
     else:
-        page = await _read(request, query, after, "request")
+        page = await _read(
+            request, query, after, "request", request.app[keys.EVENT_LISTENER].generation
+        )
     return json_response(
         EventPage(
             items=[Event.model_validate(item) for item in page.items],
@@ -55,13 +58,32 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 async def _read(
-    request: web.Request, query: EventQuery, after: Position | None, cause: str
+    request: web.Request, query: EventQuery, after: Position | None, cause: str, generation: int
 ) -> FeedPage:
-    async with reading(request) as tx:
-        # A read after a wait checks the key again: it may have been revoked meanwhile.
-        page = await read_feed(tx, after, query.limit, query.types, recheck=cause != "request")
-    request.app[keys.METRICS].feed_reads.labels(cause).inc()
+    """One read of the feed, shared with every request asking the same read in the same
+    generation (service/listener.py, SharedReads): the result depends only on the scope, the
+    position, the types and the limit."""
+    who = principal(request)
+    shared = request.app[keys.EVENT_LISTENER].shared
+    if cause != "request":
+        # After a wait the key is checked again: it may have been revoked meanwhile.
+        await shared.run(("key", generation, who.key_id), partial(_check_key, request))
+    types = None if query.types is None else tuple(query.types)
+    what = (generation, who.role, who.force_code, who.provider_id, after, query.limit, types)
+    page, made = await shared.run(("feed", *what), partial(_read_once, request, query, after))
+    if made:
+        request.app[keys.METRICS].feed_reads.labels(cause).inc()
     return page
+
+
+async def _check_key(request: web.Request) -> None:
+    async with reading(request) as tx:
+        await check_key(tx)
+
+
+async def _read_once(request: web.Request, query: EventQuery, after: Position | None) -> FeedPage:
+    async with reading(request) as tx:
+        return await read_feed(tx, after, query.limit, query.types)
 
 
 async def _poll(
@@ -79,7 +101,7 @@ async def _poll(
     while True:
         # Taken before the read: a change between the read and the wait is kept for us.
         seen = listener.generation
-        page = await _read(request, query, after, cause)
+        page = await _read(request, query, after, cause, seen)
         remaining = ends - loop.time()
         if page.items or remaining <= 0 or listener.stopping or _client_gone(request):
             return page

@@ -31,24 +31,22 @@ class FeedPage:
     position: Position
 
 
-async def read_feed(
-    tx: Tx,
-    after: Position | None,
-    limit: int,
-    types: Sequence[EventType] | None,
-    *,
-    recheck: bool = False,
-) -> FeedPage:
-    """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
-    all), in the caller's scope. `recheck`: the caller was authenticated a while ago (a long
-    poll reading again after its wait), so its key is checked again first: a key revoked
-    meanwhile reads nothing more."""
-    who = tx.caller
-    if recheck and not await api_keys.is_live_id(tx.conn, who.key_id):
+async def check_key(tx: Tx) -> None:
+    """401 when the caller's key was revoked since it was authenticated: a long poll reading
+    again after its wait reads nothing more for a revoked key."""
+    if not await api_keys.is_live_id(tx.conn, tx.caller.key_id):
         raise Unauthorized(
             "the API key is unknown or revoked",
             headers={"WWW-Authenticate": 'Bearer realm="places-of-safety", error="invalid_token"'},
         )
+
+
+async def read_feed(
+    tx: Tx, after: Position | None, limit: int, types: Sequence[EventType] | None
+) -> FeedPage:
+    """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
+    all), in the caller's scope."""
+    who = tx.caller
     read = await events.page(
         tx.conn,
         after=after,

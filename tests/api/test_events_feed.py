@@ -272,7 +272,8 @@ async def test_a_long_poll_answers_as_soon_as_an_event_in_scope_commits(
         feed(world.api, world.officer, after=start, wait=25, types="booking.held")
     )
     await until(lambda: listener.waiting == 1)
-    # A change out of scope or of another type wakes the reader, which waits on.
+    # A change in scope but of another type does not wake the reader (tests/api/
+    # test_long_polls.py counts that), which waits on.
     await world.api.patch(f"/v1/sites/{site['id']}", {"status": "paused"}, key=world.provider)
     await world.api.patch(f"/v1/sites/{site['id']}", {"status": "active"}, key=world.provider)
     await until(lambda: listener.waiting == 1)

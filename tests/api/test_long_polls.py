@@ -123,8 +123,11 @@ async def test_a_write_wakes_only_the_long_polls_whose_scope_sees_it(
             parked = len(unrelated) + len(related) + 1
             assert len(unrelated) == 200
             await until(lambda: listener.waiting == parked, seconds=30)
-            assert reads[str(world.other_provider_id)] == 100
-            assert reads[other_force] == 100
+            # Parked: their first reads are done (polls asking the same read at once share
+            # it, so there may be fewer reads than polls).
+            parked_reads = Counter(reads)
+            metrics = (await world.api.get("/metrics")).raw.decode()
+            woken_before = _metric(metrics, "pos_event_feed_reads_total", cause="woken")
 
             booked = [
                 await world.book(site["id"], clock.now() + timedelta(hours=1)) for _ in range(4)
@@ -137,15 +140,16 @@ async def test_a_write_wakes_only_the_long_polls_whose_scope_sees_it(
             assert all(status == 200 and body["items"] for status, body in done)
 
             # The 200 unrelated polls were never woken: not one read again, all still wait.
-            assert reads[str(world.other_provider_id)] == 100
-            assert reads[other_force] == 100
+            for scope in (str(world.other_provider_id), other_force):
+                assert 1 <= reads[scope] == parked_reads[scope] <= UNRELATED_KEYS * POLLS_PER_KEY
             assert not any(p.done() for p in unrelated)
             assert listener.waiting == len(unrelated)
+            # The woken ones read again: the provider's five polls share their reads.
             metrics = (await world.api.get("/metrics")).raw.decode()
-            woken = _metric(metrics, "pos_event_feed_reads_total", cause="woken")
-            rereads = reads[str(world.provider_id)] + reads[world.force] - len(related) - 1
+            woken = _metric(metrics, "pos_event_feed_reads_total", cause="woken") - woken_before
+            rereads = sum((reads - parked_reads).values())
             assert woken == rereads
-            assert 1 + len(related) <= woken < 20
+            assert 2 <= woken < 10
         finally:
             polls.cancel()
 
