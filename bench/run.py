@@ -27,7 +27,7 @@ import aiohttp
 import annotated_types
 import asyncpg
 
-from bench import dataset, delivery, load, replay
+from bench import dataset, delivery, herd, load, replay
 from bench.dataset import TOWNS, Size
 from service.db import ensure_database, hide_password, start_embedded_server, with_database
 from service.demo import FORCES
@@ -638,6 +638,54 @@ async def event_delivery(s: Session, base: str) -> dict[str, Any]:
     return result
 
 
+PARKED_POLLS = 1_000
+POLLS_PER_KEY = 5  # LONG_POLLS_PER_KEY's default: the bench parks them within the limit
+WRITE_EVERY_S = 2.0
+
+
+async def parked_polls(s: Session, base: str) -> dict[str, Any]:
+    """Search p99 at 100 req/s alone, then with 1,000 long polls parked and a hold every 2 s
+    (bench/herd.py). The polls are five on each of 200 officer keys, spread over every force
+    (a force system follows its own force's booking events); the holds come from one of them.
+    At least 10 s each, so a p99 rests on 1,000 searches."""
+    seconds = max(s.plan.rate_seconds, 10)
+    say(
+        f"{s.size.name}: search latency at 100 req/s for {seconds:g} s, alone and beside"
+        f" {PARKED_POLLS:,} parked long polls with a hold every {WRITE_EVERY_S:g} s"
+    )
+    writer_force = OFFICER_FORCES[0]
+    codes = [code for code, _ in FORCES]
+    # Round-robin from the writer's force, so it has its share of the keys.
+    codes = codes[codes.index(writer_force) :] + codes[: codes.index(writer_force)]
+    key_ids, poll_keys, in_scope = [], [], 0
+    for n in range(PARKED_POLLS // POLLS_PER_KEY):
+        code = codes[n % len(codes)]
+        key = NewKey(name=f"bench poll {code} {n}", role=Role.OFFICER, force_code=code)
+        async with tx.writing(s.conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
+            issued = await issue_key(unit, key)
+        key_ids.append(issued.row["id"])
+        poll_keys.append(issued.secret)
+        in_scope += POLLS_PER_KEY if code == writer_force else 0
+    writes = [r for r in s.holds if r.key == s.keys[0]]
+    try:
+        result = await herd.measure(
+            base,
+            s.searches,
+            poll_keys,
+            writes,
+            polls=PARKED_POLLS,
+            rate=100,
+            seconds=seconds,
+            write_every=WRITE_EVERY_S,
+        )
+    finally:
+        await s.conn.execute("UPDATE api_key SET revoked_at = now() WHERE id = ANY($1)", key_ids)
+    result["polls_in_the_writers_scope"] = in_scope
+    result["drained_s"] = await drain(s.conn)
+    await cleanup(s.conn, s.key_ids, s.started)
+    return result
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -713,6 +761,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             shown,
             "p99 <= 1 s",
             p99 is not None and p99 <= 1000,
+        )
+    parked = large.get("parked_polls")
+    if parked is not None:
+        ratio = parked["ratio"]
+        add(
+            f"search p99 with {parked['polls']:,} parked long polls / without",
+            ratio,
+            f"{_fmt(parked['with']['p99_ms'], ' ms')} / {_fmt(parked['without']['p99_ms'], ' ms')}"
+            f" = {_fmt(ratio)} ({parked['woken_reads']:,.0f} woken re-reads)",
+            "<= 2 x",
+            ratio is not None and ratio <= 2,
         )
     return rows
 
@@ -827,6 +886,7 @@ async def run() -> int:
             large["rss_mb"] = rss_mb(pid)
             # After the memory reading, so that row compares with the runs before this phase.
             large["events"] = await event_delivery(s, base)
+            large["parked_polls"] = await parked_polls(s, base)
             report["large"] = large
 
     report["machine"]["loadavg_after"] = list(os.getloadavg())

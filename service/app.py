@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from functools import partial
 
 import structlog
 from aiohttp import web
 
 from service import keys
 from service.clock import Clock, SystemClock
-from service.db import create_pool, pool_state, resolve_dsn
+from service.db import Pool, create_pool, pool_state, resolve_dsn
 from service.dispatch import dispatch_job
 from service.domain.stays import Policy
 from service.handlers.bookings import replay_booking
@@ -28,7 +29,9 @@ from service.middlewares import (
     request_context,
     security_headers,
 )
-from service.ratelimit import RateLimiter, rate_limit
+from service.paging import SealerSource
+from service.queries import events
+from service.ratelimit import LongPolls, RateLimiter, rate_limit
 from service.refusals import RefusalWatch, watch_refusals
 from service.resources import openapi_path
 from service.routes import add_routes
@@ -48,6 +51,7 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
         )
         app[keys.POOL] = pool
         app[keys.METRICS].watch_pool(lambda: pool_state(pool))
+        app[keys.CURSORS] = SealerSource(partial(_cursor_key, pool))
         try:
             yield
         finally:
@@ -55,6 +59,22 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
             log.info("database pool closed")
 
     return database
+
+
+async def _cursor_key(pool: Pool) -> bytes:
+    async with pool.acquire() as conn:
+        return await events.cursor_key(conn)
+
+
+async def _readiness_pool(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx (after the database's): one connection of its own for /readyz, so it answers
+    while request work has every pooled connection (asyncpg reconnects it when it drops)."""
+    pool = await create_pool(app[keys.DSN], min_size=1, max_size=1)
+    app[keys.READY_POOL] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
 
 
 async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -113,10 +133,12 @@ def create_app(
     app[keys.POLICY] = _policy(settings)
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
+    app[keys.LONG_POLLS] = LongPolls(settings.long_polls_per_key)
     app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_response_headers)
     app.cleanup_ctx.append(_database(dsn))
+    app.cleanup_ctx.append(_readiness_pool)
     # After the database (it connects to the same DSN); long polls are let go at shutdown, so
     # they do not hold the graceful stop for up to their whole wait.
     app.cleanup_ctx.append(event_listener)

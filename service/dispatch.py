@@ -126,7 +126,7 @@ def signed_request(
     """The body and headers of a delivery: the event as JSON, signed with the subscription's
     secret over `webhook-id.webhook-timestamp.body` (Standard Webhooks)."""
     body = json.dumps(event.body, separators=(",", ":"))
-    message_id = str(event.id)
+    message_id = event.public_id
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
@@ -223,7 +223,7 @@ async def _serve(
         log.info(
             "webhook attempt",
             webhook_id=str(sub.id),
-            event_id=event.id,
+            event_id=event.public_id,
             outcome=str(settled.verdict.outcome),
             status_code=attempt.status_code,
             duration_ms=attempt.duration_ms,
@@ -322,7 +322,7 @@ async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
                     # The service is shutting down: waiters are released at once from now on.
                     await asyncio.sleep(interval)
                 else:
-                    await listener.wait(seen, interval)
+                    await listener.wait_any(seen, interval)
 
     task = asyncio.create_task(loop(), name="webhook-dispatcher")
     try:

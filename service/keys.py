@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from service.domain.stays import Policy
     from service.listener import EventListener
     from service.metrics import Metrics
-    from service.ratelimit import RateLimiter
+    from service.paging import SealerSource
+    from service.ratelimit import LongPolls, RateLimiter
     from service.refusals import RefusalWatch
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -30,6 +31,11 @@ POLICY: web.AppKey[Policy] = web.AppKey("policy")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # Each key's 429s this hour, for the repeated-refusals alert.
 REFUSAL_WATCH: web.AppKey[RefusalWatch] = web.AppKey("refusal_watch")
+LONG_POLLS: web.AppKey[LongPolls] = web.AppKey("long_polls")
+# Seals cursors that must show nothing (the feed's), with the database's cursor key.
+CURSORS: web.AppKey[SealerSource] = web.AppKey("cursors")
+# A pool of one connection for /readyz alone, so it never queues behind request work.
+READY_POOL: web.AppKey[Pool] = web.AppKey("ready_pool")
 # The DSN the pool was opened with, once resolved: the event listener connects to the same.
 DSN: web.AppKey[str] = web.AppKey("dsn")
 # (method, route path template) -> the roles that may call the route, None for a public one;

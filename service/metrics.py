@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -84,8 +84,24 @@ class Metrics:
         self.limited = Counter(
             "pos_limit_refusals_total",
             "Requests refused with 429, by limit: holds_per_key, holds_per_force (live holds),"
-            " searches, writes (requests per key per minute).",
+            " searches, writes, feed (requests per key per minute), long_polls (parked at once"
+            " per key).",
             ["limit"],
+            registry=self.registry,
+        )
+
+        self.feed_reads = Counter(
+            "pos_event_feed_reads_total",
+            "Database reads of the event feed for GET /v1/events (requests asking the same read"
+            " at once share one), by cause: request (a request's first read), woken (long polls"
+            " woken by a change in their scope), fallback (read again on a timer while the"
+            " event listener is down).",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.feed_waiting = Gauge(
+            "pos_event_feed_waiting",
+            "Long polls of GET /v1/events waiting now in this process.",
             registry=self.registry,
         )
 

@@ -690,7 +690,8 @@ class EventQuery(Query):
 class Event(Out):
     """A feed item, and the body of a webhook delivery. Never personal fields."""
 
-    # A string: the event ids outgrow the integers a JSON reader keeps exactly.
+    # A random UUID (issue 14 item 8), never the feed's sequence, whose gaps would count other
+    # scopes' events; kept a string, as clients already compare it (de-duplication).
     id: str
     type: EventType
     occurred_at: datetime

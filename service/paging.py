@@ -6,11 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
-from collections.abc import Callable, Sequence
+import struct
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service.errors import ValidationProblem
 from service.text import parse_timestamp, refused_character
@@ -52,6 +57,72 @@ def _decode(cursor: str, parse: Callable[[list[Any]], P]) -> P:
             "cursor is not one this service issued",
             errors=[{"field": "cursor", "message": "not a cursor this service issued"}],
         ) from None
+
+
+class Sealer:
+    """Cursors that show nothing (issue 14 item 8): numbers sealed with AES-GCM under the
+    database's `cursor_key` (sql/0016), as unpadded base64url.
+
+    For positions that would tell a reader about other scopes: the feed's (transaction id,
+    event id) holds the server's transaction horizon and a global sequence. A fresh nonce per
+    cursor, so the same position sealed twice gives two cursors (a reader cannot tell whether
+    anything moved), and a fixed length whatever the numbers. The purpose is sealed with it
+    (as associated data), so a cursor of one list is refused by another. Every replica reads
+    the same key from the database.
+    """
+
+    NONCE_BYTES = 12
+    TAG_BYTES = 16
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, purpose: str, *numbers: int) -> str:
+        nonce = os.urandom(self.NONCE_BYTES)
+        sealed = self._aead.encrypt(
+            nonce, struct.pack(f">{len(numbers)}Q", *numbers), purpose.encode()
+        )
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open(self, purpose: str, cursor: str, count: int) -> tuple[int, ...]:
+        """The numbers sealed in `cursor` for `purpose`; ValueError for anything else."""
+        if not _CURSOR.fullmatch(cursor):
+            raise ValueError("not a cursor")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if len(raw) < self.NONCE_BYTES + self.TAG_BYTES:
+            raise ValueError("not a cursor")
+        nonce, sealed = raw[: self.NONCE_BYTES], raw[self.NONCE_BYTES :]
+        try:
+            plain = self._aead.decrypt(nonce, sealed, purpose.encode())
+        except InvalidTag:
+            raise ValueError("not a cursor") from None
+        if len(plain) != 8 * count:
+            raise ValueError("not a cursor")
+        return struct.unpack(f">{count}Q", plain)
+
+    def opened(self, purpose: str, cursor: str, count: int, field: str) -> tuple[int, ...]:
+        """`open`, with anything this service did not issue a 400 naming `field`."""
+        try:
+            return self.open(purpose, cursor, count)
+        except ValueError:
+            raise ValidationProblem(
+                f"{field} is not a cursor this service issued",
+                errors=[{"field": field, "message": "not a cursor this service issued"}],
+            ) from None
+
+
+class SealerSource:
+    """The Sealer, made on first use from the key read by `read_key`: a database not migrated
+    yet has none (the app still starts, and /readyz says it is behind)."""
+
+    def __init__(self, read_key: Callable[[], Awaitable[bytes]]) -> None:
+        self._read_key = read_key
+        self._sealer: Sealer | None = None
+
+    async def get(self) -> Sealer:
+        if self._sealer is None:
+            self._sealer = Sealer(await self._read_key())
+        return self._sealer
 
 
 def _position(values: list[Any]) -> Position:

@@ -1,10 +1,13 @@
-"""Per-key request rate limits for searches and writes: in process, per replica, no database."""
+"""Per-key limits in process (per replica, no database): request rates for searches, writes and
+feed reads, and the long polls a key may have parked at once."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 from uuid import UUID
 
@@ -17,7 +20,7 @@ from service.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Budget = Literal["searches", "writes"]
+Budget = Literal["searches", "writes", "feed"]
 
 # Budgets are per minute: up to a minute's worth at once, then evenly spaced.
 WINDOW_SECONDS = 60.0
@@ -48,6 +51,7 @@ class RateLimiter:
             {
                 "searches": settings.rate_limit_searches_per_minute,
                 "writes": settings.rate_limit_writes_per_minute,
+                "feed": settings.rate_limit_feed_reads_per_minute,
             }
         )
 
@@ -89,6 +93,11 @@ def budget_of(request: web.Request) -> Budget | None:
         return "writes"
     if request.path == "/v1/availability":
         return "searches"
+    if request.path == "/v1/events":
+        # A budget of its own, not the searches': a reader catching up after an outage reads
+        # full pages back to back and must not spend the searches its officers need, and the
+        # search log counts refused searches.
+        return "feed"
     return None
 
 
@@ -120,3 +129,60 @@ async def rate_limit(
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
     return await handler(request)
+
+
+class LongPolls:
+    """Long polls each key has parked now, by when each ends at the latest (the event loop's
+    clock). In process: they are this process's sockets; with N replicas a key may park up to
+    N times the cap (README, "Limits")."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._ends: dict[UUID, list[float]] = {}
+
+    def enter(self, key_id: UUID, ends: float, now: float) -> float:
+        """Count one poll in; 0 when admitted (then `leave` it), else the seconds until one of
+        the key's polls has ended at the latest."""
+        parked = self._ends.setdefault(key_id, [])
+        if len(parked) >= self.per_key:
+            return min(parked) - now
+        parked.append(ends)
+        return 0.0
+
+    def leave(self, key_id: UUID, ends: float) -> None:
+        parked = self._ends[key_id]
+        parked.remove(ends)
+        if not parked:
+            del self._ends[key_id]
+
+
+class TooManyLongPolls(Problem):
+    status = 429
+    slug = "too-many-long-polls"
+    title = "Too many long polls"
+
+
+@contextmanager
+def long_poll(request: web.Request, seconds: float) -> Iterator[float]:
+    """A place for one long poll of the calling key, for up to `seconds`; yields when it ends
+    (the event loop's clock). 429 with Retry-After when the key has LONG_POLLS_PER_KEY parked.
+
+    The one place a long poll is refused: an alert on it belongs here.
+    """
+    key_id = request[keys.PRINCIPAL].key_id
+    polls = request.app[keys.LONG_POLLS]
+    now = asyncio.get_running_loop().time()
+    ends = now + seconds
+    wait = polls.enter(key_id, ends, now)
+    if wait > 0:
+        request.app[keys.METRICS].limited.labels("long_polls").inc()
+        log.info("long poll refused", parked=polls.per_key)
+        raise TooManyLongPolls(
+            f"this API key already has {polls.per_key} long polls waiting (LONG_POLLS_PER_KEY);"
+            " read on with the cursors they answer, or retry after Retry-After seconds",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    try:
+        yield ends
+    finally:
+        polls.leave(key_id, ends)

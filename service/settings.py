@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # budget is allowed, then requests are spaced evenly.
     rate_limit_searches_per_minute: int = Field(default=600, ge=0, le=1_000_000)
     rate_limit_writes_per_minute: int = Field(default=300, ge=0, le=1_000_000)
+    # Reads of GET /v1/events (a budget of its own: a reader catching up must not spend its
+    # key's searches). A reader following next_cursor with `wait` reads once per batch.
+    rate_limit_feed_reads_per_minute: int = Field(default=120, ge=0, le=1_000_000)
+    # Long polls (GET /v1/events with `wait`) one API key may have parked at once, per replica:
+    # each holds a socket and wakes with its scope's writes.
+    long_polls_per_key: int = Field(default=5, ge=1, le=10_000)
 
     # Webhooks (issue 9). Private, loopback, link-local and metadata addresses are refused as
     # webhook targets unless this is set (development and tests only: refused in production).

@@ -166,6 +166,16 @@ class Scope:
             return cls(who.role, None, who.provider_id)
         return cls(who.role, None, None)
 
+    def sees(self, type_: str, force_code: str | None, provider_id: UUID | None) -> bool:
+        """Whether an event of this type, force and provider is in the scope: the rule of
+        the feed's statements (service/queries/events.py: FORCE, PROVIDER, ALL), for the
+        event listener to wake only the readers an event concerns."""
+        if self.role == Role.OFFICER:
+            return force_code == self.force_code or type_ == EventType.SITE_AVAILABILITY_CHANGED
+        if self.role == Role.PROVIDER:
+            return provider_id == self.provider_id
+        return True
+
 
 def unique_types(types: list[str]) -> list[str]:
     """Event types in the order given, each once; an unknown one is a programming error (the
@@ -189,7 +199,8 @@ def event_body(event: Row, role: Role) -> dict[str, Any]:
     if role == Role.OFFICER and event["type"] == EventType.SITE_AVAILABILITY_CHANGED:
         data = {"site_id": data.get("site_id", str(event["site_id"]))}
     return {
-        "id": str(event["id"]),
+        # The random public id, never the bigserial: its gaps would count other scopes' events.
+        "id": str(event["public_id"]),
         "type": str(event["type"]),
         "occurred_at": _utc_text(event["occurred_at"]),
         "booking_id": None if event["booking_id"] is None else str(event["booking_id"]),

@@ -3,48 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from functools import partial
 
 from aiohttp import web
 
-from service import keys, paging
-from service.errors import ValidationProblem
-from service.handlers.common import json_response, read_query, reading
+from service import keys
+from service.domain.webhooks import Scope
+from service.handlers.common import json_response, principal, read_query, reading
+from service.listener import Interest
 from service.models import Event, EventPage, EventQuery
-from service.usecases.events import FeedPage, Position, read_feed
+from service.paging import Sealer
+from service.ratelimit import long_poll
+from service.usecases.events import FeedPage, Position, check_key, read_feed
 
-XID8_MAX = 2**64 - 1
-BIGINT_MAX = 2**63 - 1
-
-
-def _digits(value: Any, most: int) -> int:
-    if not (isinstance(value, str) and value.isascii() and value.isdigit()) or len(value) > 20:
-        raise ValueError(value)
-    number = int(value)
-    if number > most:
-        raise ValueError(value)
-    return number
+# Sealed (service/paging.py): a feed position holds the server's transaction horizon and an id
+# from one global sequence, which would tell a reader about other scopes' events.
+FEED = "feed"
 
 
-def _position(values: list[Any]) -> Position:
-    """An issued cursor holds a transaction id and an event id, both as digits."""
-    if len(values) != 2:
-        raise ValueError(values)
-    tx, event_id = values
-    return str(_digits(tx, XID8_MAX)), _digits(event_id, BIGINT_MAX)
+def feed_cursor(sealer: Sealer, position: Position) -> str:
+    tx, event_id = position
+    return sealer.seal(FEED, int(tx), event_id)
 
 
-def _after(cursor: str | None) -> Position | None:
-    if cursor is None:
-        return None
-    try:
-        # The one cursor decoder, so every cursor is bounded and refused alike.
-        return paging._decode(cursor, _position)
-    except ValidationProblem:
-        raise ValidationProblem(
-            "after is not a cursor this service issued",
-            errors=[{"field": "after", "message": "not a cursor this service issued"}],
-        ) from None
+def feed_position(sealer: Sealer, cursor: str) -> Position:
+    tx, event_id = sealer.opened(FEED, cursor, 2, "after")
+    return str(tx), event_id
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -52,29 +36,79 @@ async def list_events(request: web.Request) -> web.Response:
     one in the caller's scope commits (or the wait runs out, or the service stops).
 
     A waiting request holds no database connection: it waits on the process's one LISTEN
-    connection (service/listener.py) and takes a pooled connection only to read.
+    connection (service/listener.py), which wakes it only for a change in its scope, and takes
+    a pooled connection only to read. A key has at most LONG_POLLS_PER_KEY waiting.
     """
     query = read_query(request, EventQuery)
-    after = _after(query.after)
-    listener = request.app[keys.EVENT_LISTENER]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + query.wait
-    while True:
-        # Taken before the read: a commit between the read and the wait moves it on.
-        seen = listener.generation
-        async with reading(request) as tx:
-            page: FeedPage = await read_feed(tx, after, query.limit, query.types)
-        remaining = deadline - loop.time()
-        if page.items or remaining <= 0 or listener.stopping or _client_gone(request):
-            break
-        if not await listener.wait(seen, remaining):
-            break
+    sealer = await request.app[keys.CURSORS].get()
+    after = None if query.after is None else feed_position(sealer, query.after)
+    if query.wait > 0:
+        with long_poll(request, query.wait) as ends:
+            page = await _poll(request, query, after, ends)
+    else:
+        page = await _read(
+            request, query, after, "request", request.app[keys.EVENT_LISTENER].generation
+        )
     return json_response(
         EventPage(
             items=[Event.model_validate(item) for item in page.items],
-            next_cursor=paging.encode(*page.position),
+            next_cursor=feed_cursor(sealer, page.position),
         )
     )
+
+
+async def _read(
+    request: web.Request, query: EventQuery, after: Position | None, cause: str, generation: int
+) -> FeedPage:
+    """One read of the feed, shared with every request asking the same read in the same
+    generation (service/listener.py, SharedReads): the result depends only on the scope, the
+    position, the types and the limit."""
+    who = principal(request)
+    shared = request.app[keys.EVENT_LISTENER].shared
+    if cause != "request":
+        # After a wait the key is checked again: it may have been revoked meanwhile.
+        await shared.run(("key", generation, who.key_id), partial(_check_key, request))
+    types = None if query.types is None else tuple(query.types)
+    what = (generation, who.role, who.force_code, who.provider_id, after, query.limit, types)
+    page, made = await shared.run(("feed", *what), partial(_read_once, request, query, after))
+    if made:
+        request.app[keys.METRICS].feed_reads.labels(cause).inc()
+    return page
+
+
+async def _check_key(request: web.Request) -> None:
+    async with reading(request) as tx:
+        await check_key(tx)
+
+
+async def _read_once(request: web.Request, query: EventQuery, after: Position | None) -> FeedPage:
+    async with reading(request) as tx:
+        return await read_feed(tx, after, query.limit, query.types)
+
+
+async def _poll(
+    request: web.Request, query: EventQuery, after: Position | None, ends: float
+) -> FeedPage:
+    listener = request.app[keys.EVENT_LISTENER]
+    who = principal(request)
+    interest = Interest(
+        who.key_id,
+        Scope.of(who),
+        None if query.types is None else frozenset(str(t) for t in query.types),
+    )
+    loop = asyncio.get_running_loop()
+    cause = "request"
+    while True:
+        # Taken before the read: a change between the read and the wait is kept for us.
+        seen = listener.generation
+        page = await _read(request, query, after, cause, seen)
+        remaining = ends - loop.time()
+        if page.items or remaining <= 0 or listener.stopping or _client_gone(request):
+            return page
+        fallback = not listener.connected
+        if not await listener.wait(interest, seen, remaining):
+            return page
+        cause = "fallback" if fallback else "woken"
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -10,6 +10,9 @@ from service.models import Delivery, Page, PageQuery, Webhook, WebhookCreated, W
 from service.usecases import webhooks
 from service.usecases.webhooks import NewWebhook, TargetRules
 
+# The purpose sealed into a delivery list's cursors (service/paging.py).
+DELIVERIES = "webhook-deliveries"
+
 
 def _target_rules(request: web.Request) -> TargetRules:
     settings = request.app[keys.SETTINGS]
@@ -62,11 +65,16 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def list_webhook_deliveries(request: web.Request) -> web.Response:
     webhook_id = path_id(request, "webhook_id", "webhook")
     query = read_query(request, PageQuery)
+    # Sealed: delivery rows are numbered by one sequence across every subscription.
+    sealer = await request.app[keys.CURSORS].get()
+    before = None
+    if query.cursor is not None:
+        (before,) = sealer.opened(DELIVERIES, query.cursor, 1, "cursor")
     async with reading(request) as tx:
-        rows = await webhooks.list_deliveries(
-            tx, webhook_id, paging.decode_row_id(query.cursor), query.limit + 1
-        )
-    items, cursor = paging.split_page(rows, query.limit, lambda row: paging.encode(row["id"]))
+        rows = await webhooks.list_deliveries(tx, webhook_id, before, query.limit + 1)
+    items, cursor = paging.split_page(
+        rows, query.limit, lambda row: sealer.seal(DELIVERIES, row["row_id"])
+    )
     return json_response(
         Page[Delivery](items=[Delivery.model_validate(dict(r)) for r in items], next_cursor=cursor)
     )

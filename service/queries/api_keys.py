@@ -44,6 +44,7 @@ RETURNING id
 
 EXISTS = "SELECT EXISTS (SELECT 1 FROM api_key WHERE key_hash = $1)"
 IS_LIVE = "SELECT EXISTS (SELECT 1 FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL)"
+IS_LIVE_ID = "SELECT EXISTS (SELECT 1 FROM api_key WHERE id = $1 AND revoked_at IS NULL)"
 
 LIST = """
 SELECT id, name, role, force_code AS force, provider_id, prefix, created_at, last_used_at,
@@ -122,3 +123,8 @@ async def list_page(conn: Connection, after: Position | None, limit: int) -> lis
 async def revoke(conn: Connection, key_id: UUID, at: datetime) -> asyncpg.Record | None:
     """The key as revoked (with `revoked_now`), or None when no key has that id."""
     return await conn.fetchrow(REVOKE, key_id, at)
+
+
+async def is_live_id(conn: Connection, key_id: UUID) -> bool:
+    """Whether the key is still live (a long poll checks again after waiting)."""
+    return bool(await conn.fetchval(IS_LIVE_ID, key_id))

@@ -16,7 +16,7 @@ from service.db import Connection
 
 # Every event (admins).
 ALL = """
-SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+SELECT e.id, e.public_id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
        e.force_code, e.provider_id, e.data
 FROM event e
 WHERE (e.tx, e.id) > ($1::text::xid8, $2::bigint)
@@ -30,7 +30,7 @@ LIMIT $4
 # walks from the position, merged.
 FORCE = """
 SELECT * FROM (
-    (SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+    (SELECT e.id, e.public_id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
        e.force_code, e.provider_id, e.data
      FROM event e
      WHERE e.force_code = $5
@@ -40,7 +40,7 @@ SELECT * FROM (
      ORDER BY e.force_code, e.tx, e.id
      LIMIT $4)
     UNION ALL
-    (SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+    (SELECT e.id, e.public_id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
        e.force_code, e.provider_id, e.data
      FROM event e
      WHERE e.type = 'site.availability_changed'
@@ -56,7 +56,7 @@ LIMIT $4
 
 # The events of a provider's sites: their bookings and their availability (providers).
 PROVIDER = """
-SELECT e.id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
+SELECT e.id, e.public_id, e.tx::text AS tx, e.type, e.occurred_at, e.booking_id, e.site_id,
        e.force_code, e.provider_id, e.data
 FROM event e
 WHERE e.provider_id = $5
@@ -75,16 +75,26 @@ FROM event
 WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
 """
 
-# What the event listener watches: the transaction of the newest event readers can see (it
-# grows whenever a reader could read more: an event that becomes readable belongs to a
-# transaction that was still running, so newer than every readable one), and whether committed
-# events are held back behind a transaction still running (readable once it ends, which
-# notifies no one when it wrote no events).
+# What the event listener watches: the horizon (every transaction below it has ended, so the
+# events below it are the readable ones), and whether committed events are held back behind a
+# transaction still running (readable once it ends, which notifies no one when it wrote no
+# events).
 WATCH = """
-SELECT (SELECT max(e.tx) FROM event e WHERE e.tx < s.xmin)::text AS head,
+SELECT s.xmin::text AS horizon,
        EXISTS (SELECT 1 FROM event e WHERE e.tx >= s.xmin) AS held_back
 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS s
 """
+
+# Whose events became readable when the horizon moved from $1 to $2: each (type, force,
+# provider) once, so the listener wakes only the readers whose scope sees one of them.
+WRITTEN = """
+SELECT DISTINCT e.type, e.force_code, e.provider_id
+FROM event e
+WHERE e.tx >= $1::text::xid8 AND e.tx < $2::text::xid8
+"""
+
+# The key that seals cursors (sql/0016_feed_privacy_and_revocation.sql).
+CURSOR_KEY = "SELECT secret FROM cursor_key"
 
 # Every transaction below this one has ended: the bound up to which a read is complete. Read
 # before the events (any transaction below it has committed or rolled back by then, so the
@@ -134,8 +144,23 @@ async def page(
     return Read(rows, moved)
 
 
-async def watch(conn: Connection) -> tuple[str | None, bool]:
-    """(the newest readable event's transaction or None, whether events are held back)."""
+async def watch(conn: Connection) -> tuple[str, bool]:
+    """(the horizon, whether committed events are held back behind it)."""
     row = await conn.fetchrow(WATCH)
     assert row is not None
-    return row["head"], row["held_back"]
+    return row["horizon"], row["held_back"]
+
+
+async def written(
+    conn: Connection, since: str, until: str
+) -> list[tuple[str, str | None, UUID | None]]:
+    """(type, force code, provider id) of the events readable below `until` and not below
+    `since` (two horizons), each combination once."""
+    rows = await conn.fetch(WRITTEN, since, until)
+    return [(row["type"], row["force_code"], row["provider_id"]) for row in rows]
+
+
+async def cursor_key(conn: Connection) -> bytes:
+    secret: bytes | None = await conn.fetchval(CURSOR_KEY)
+    assert secret is not None, "sql/0016 makes the cursor key"
+    return secret

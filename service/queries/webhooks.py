@@ -59,9 +59,11 @@ RETURNING id
 """
 
 DELIVERIES = """
-SELECT d.id::text AS id, d.event_id::text AS event_id, d.attempt, d.at, d.status_code,
-       d.duration_ms, d.error, d.outcome, d.next_attempt_at
+SELECT d.id AS row_id, d.public_id::text AS id, e.public_id::text AS event_id, d.attempt, d.at,
+       d.status_code, d.duration_ms, d.error, d.outcome, d.next_attempt_at
 FROM webhook_delivery d
+-- Events are never deleted; the list shows their public ids, as the deliveries sent them.
+JOIN event e ON e.id = d.event_id
 WHERE d.webhook_id = $1 AND ($2::bigint IS NULL OR d.id < $2)
 -- The column, not the text the list shows: "10" sorts before "9".
 ORDER BY d.id DESC

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.domain.webhooks import event_body
-from service.queries import events
+from service.errors import Unauthorized
+from service.queries import api_keys, events
 from service.usecases.tx import Tx
 from service.vocab import EventType, Role
 
@@ -28,6 +29,16 @@ class FeedPage:
 
     items: list[dict[str, Any]]
     position: Position
+
+
+async def check_key(tx: Tx) -> None:
+    """401 when the caller's key was revoked since it was authenticated: a long poll reading
+    again after its wait reads nothing more for a revoked key."""
+    if not await api_keys.is_live_id(tx.conn, tx.caller.key_id):
+        raise Unauthorized(
+            "the API key is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="places-of-safety", error="invalid_token"'},
+        )
 
 
 async def read_feed(

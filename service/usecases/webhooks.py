@@ -199,6 +199,12 @@ class PendingEvent:
     position: tuple[str, int]
     body: dict[str, Any]
 
+    @property
+    def public_id(self) -> str:
+        """The id receivers see (the body's `id` and the `webhook-id` header), stable per
+        event: they de-duplicate by it."""
+        return str(self.body["id"])
+
 
 @dataclass(frozen=True)
 class Next:

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,9 @@ import pytest
 from service import keys, paging
 from service import listener as listener_module
 from service.db import Pool, pool_state
+from service.handlers.events import feed_cursor, feed_position
 from service.listener import EventListener
+from service.paging import Sealer
 from service.queries import events as event_queries
 from tests.conftest import AppFactory
 from tests.support.api import Api, Reply
@@ -32,12 +35,28 @@ from tests.support.world import World, new_key, unique
 BOOKING_DATA = {"booking_id", "status", "site_id", "force", "bed_id", "start", "end"}
 
 
-async def head(db: Pool) -> str:
+async def head(api: Api, db: Pool) -> str:
     """A cursor at the feed's end now: what follows is what this test does."""
     async with db.acquire() as conn:
         row = await conn.fetchrow(event_queries.HEAD)
     assert row is not None
-    return paging.encode(row["tx"], row["id"])
+    return feed_cursor(await sealer(api), (row["tx"], row["id"]))
+
+
+async def feed_order(db: Pool, public_ids: list[str]) -> list[tuple[int, int]]:
+    """The feed positions, (tx, id), of events shown by their public ids, in the order given."""
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT public_id::text AS public_id, tx::text AS tx, id FROM event"
+            " WHERE public_id = ANY ($1::uuid[])",
+            public_ids,
+        )
+    found = {row["public_id"]: (int(row["tx"]), row["id"]) for row in rows}
+    return [found[i] for i in public_ids]
+
+
+async def sealer(api: Api) -> Sealer:
+    return await api.client.server.app[keys.CURSORS].get()
 
 
 async def settled(db: Pool) -> None:
@@ -59,10 +78,10 @@ async def feed(api: Api, key: str, **params: Any) -> Reply:
     return reply
 
 
-def position(cursor: str) -> tuple[int, int]:
+async def position(api: Api, cursor: str) -> tuple[int, int]:
     """A cursor's feed position (the test may look inside what clients treat as opaque)."""
-    tx, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    return int(tx), int(event_id)
+    tx, event_id = feed_position(await sealer(api), cursor)
+    return int(tx), event_id
 
 
 async def read_to_end(api: Api, key: str, after: str, **params: Any) -> list[dict[str, Any]]:
@@ -74,7 +93,7 @@ async def read_to_end(api: Api, key: str, after: str, **params: Any) -> list[dic
         reply = await feed(api, key, after=cursor, **params)
         if not reply.body["items"]:
             # Nothing read: the position moves on to where the read was complete, never back.
-            assert position(reply.body["next_cursor"]) >= position(cursor)
+            assert await position(api, reply.body["next_cursor"]) >= await position(api, cursor)
             return items
         items += reply.body["items"]
         cursor = reply.body["next_cursor"]
@@ -107,7 +126,7 @@ async def second_force(world: World) -> tuple[str, str]:
 
 async def test_each_role_reads_only_its_scope(world: World, db: Pool, clock: ManualClock) -> None:
     other_force, other_officer = await second_force(world)
-    start = await head(db)
+    start = await head(world.api, db)
     site = await world.site()
     await world.bed(site["id"])
     other_site = await world.site(key=world.other_provider)
@@ -131,7 +150,7 @@ async def test_each_role_reads_only_its_scope(world: World, db: Pool, clock: Man
         sorted(e["data"]["cause"] for e in site_events(admin))
         == ["bed_added"] * 2 + ["booking_held"] * 2
     )
-    ids = [int(i["id"]) for i in admin]
+    ids = [i["id"] for i in admin]
     assert len(set(ids)) == len(ids)
 
     officer = await read_to_end(world.api, world.officer, start)
@@ -168,7 +187,7 @@ async def test_each_role_reads_only_its_scope(world: World, db: Pool, clock: Man
 
 
 async def test_pages_follow_next_cursor_in_order(world: World, db: Pool) -> None:
-    start = await head(db)
+    start = await head(world.api, db)
     site = await world.site()
     for status in ["paused", "active"] * 3:
         reply = await world.api.patch(
@@ -189,17 +208,17 @@ async def test_pages_follow_next_cursor_in_order(world: World, db: Pool) -> None
         cursor = reply.body["next_cursor"]
     assert [len(p) for p in pages] == [4, 2]
     assert [i for p in pages for i in p] == whole.body["items"]
-    ids = [int(i["id"]) for i in whole.body["items"]]
-    assert ids == sorted(ids)
+    order = await feed_order(db, [i["id"] for i in whole.body["items"]])
+    assert order == sorted(order)
     # The last cursor reads nothing while nothing new comes (its answer's cursor never goes
     # back), and picks up what does.
     again = await feed(world.api, world.provider, after=cursor)
     assert again.body["items"] == []
-    assert position(again.body["next_cursor"]) >= position(cursor)
+    assert await position(world.api, again.body["next_cursor"]) >= await position(world.api, cursor)
     await world.api.patch(f"/v1/sites/{site['id']}", {"status": "paused"}, key=world.provider)
     await settled(db)
     (latest,) = (await feed(world.api, world.provider, after=cursor)).body["items"]
-    assert int(latest["id"]) > ids[-1]
+    assert (await feed_order(db, [latest["id"]]))[0] > order[-1]
 
     # Without `after`, from the oldest event; a type filter keeps the order.
     first = await feed(world.api, world.admin, limit=1)
@@ -245,7 +264,7 @@ async def test_a_long_poll_answers_as_soon_as_an_event_in_scope_commits(
 ) -> None:
     site = await world.site()
     await world.bed(site["id"])
-    start = await head(db)
+    start = await head(world.api, db)
     listener = listener_of(world.api)
     await until(lambda: listener.connected)
     began = time.monotonic()
@@ -253,7 +272,8 @@ async def test_a_long_poll_answers_as_soon_as_an_event_in_scope_commits(
         feed(world.api, world.officer, after=start, wait=25, types="booking.held")
     )
     await until(lambda: listener.waiting == 1)
-    # A change out of scope or of another type wakes the reader, which waits on.
+    # A change in scope but of another type does not wake the reader (tests/api/
+    # test_long_polls.py counts that), which waits on.
     await world.api.patch(f"/v1/sites/{site['id']}", {"status": "paused"}, key=world.provider)
     await world.api.patch(f"/v1/sites/{site['id']}", {"status": "active"}, key=world.provider)
     await until(lambda: listener.waiting == 1)
@@ -270,7 +290,7 @@ async def test_a_long_poll_answers_as_soon_as_an_event_in_scope_commits(
 
 async def test_a_long_poll_with_something_to_read_answers_at_once(world: World, db: Pool) -> None:
     site = await world.site()
-    start = await head(db)
+    start = await head(world.api, db)
     await world.bed(site["id"])
     began = time.monotonic()
     reply = await feed(world.api, world.provider, after=start, wait=25)
@@ -280,7 +300,9 @@ async def test_a_long_poll_with_something_to_read_answers_at_once(world: World, 
     began = time.monotonic()
     empty = await feed(world.api, world.provider, after=reply.body["next_cursor"], wait=0.3)
     assert empty.body["items"] == []
-    assert position(empty.body["next_cursor"]) >= position(reply.body["next_cursor"])
+    assert await position(world.api, empty.body["next_cursor"]) >= await position(
+        world.api, reply.body["next_cursor"]
+    )
     assert 0.3 <= time.monotonic() - began < 5
 
 
@@ -288,16 +310,21 @@ LONG_POLLS = 500
 
 
 async def test_500_long_polls_hold_no_connection_and_all_wake(
-    world: World, db: Pool, clock: ManualClock
+    world: World, db: Pool, clock: ManualClock, make_api: AppFactory
 ) -> None:
     site = await world.site()
     await world.bed(site["id"])
-    start = await head(db)
-    app = world.api.client.server.app
+    # One key's 500 polls: its long-poll cap and feed budget opened (tests/api/test_long_polls.py
+    # holds them).
+    api = await make_api(
+        settings_overrides={"long_polls_per_key": LONG_POLLS, "rate_limit_feed_reads_per_minute": 0}
+    )
+    start = await head(api, db)
+    app = api.client.server.app
     listener = app[keys.EVENT_LISTENER]
     pool = app[keys.POOL]
     await until(lambda: listener.connected)
-    url = str(world.api.client.make_url("/v1/events"))
+    url = str(api.client.make_url("/v1/events"))
     params = {"after": start, "wait": "20", "types": "booking.held"}
     headers = {"Authorization": f"Bearer {world.officer}"}
 
@@ -320,10 +347,10 @@ async def test_500_long_polls_hold_no_connection_and_all_wake(
             assert state["connections_max"] == 20
 
             began = time.monotonic()
-            forces = await world.api.get("/v1/forces", key=world.admin)
+            forces = await api.get("/v1/forces", key=world.admin)
             assert forces.status == 200
             assert time.monotonic() - began < 1
-            metrics = (await world.api.get("/metrics")).raw.decode()
+            metrics = (await api.get("/metrics")).raw.decode()
             assert "pos_db_pool_waiting_acquirers 0.0" in metrics
             assert all(not p.done() for p in polls)
 
@@ -351,7 +378,7 @@ async def test_the_listener_reconnects_and_readers_fall_back_meanwhile(
     await world.bed(site["id"])
     listener = listener_of(world.api)
     await until(lambda: listener.connected)
-    start = await head(db)
+    start = await head(world.api, db)
     # Kept down for 2 s after the loss: long enough to show readers do without it.
     monkeypatch.setattr(listener_module, "RETRY_FIRST_SECONDS", 2.0)
 
@@ -386,7 +413,7 @@ async def test_the_listener_reconnects_and_readers_fall_back_meanwhile(
 async def test_shutdown_lets_long_polls_go(make_api: AppFactory, db: Pool, world: World) -> None:
     api = await make_api()
     listener = listener_of(api)
-    start = await head(db)
+    start = await head(world.api, db)
     url = str(api.client.make_url("/v1/events"))
     params = {"after": start, "wait": "30", "types": "booking.no_show"}
     headers = {"Authorization": f"Bearer {world.officer}"}
@@ -408,5 +435,56 @@ async def test_shutdown_lets_long_polls_go(make_api: AppFactory, db: Pool, world
     reply = await asyncio.wait_for(poll, 10)
     await asyncio.wait_for(closing, 10)
     assert reply["items"] == []
-    assert position(reply["next_cursor"]) >= position(start)
+    assert await position(world.api, reply["next_cursor"]) >= await position(world.api, start)
     assert time.monotonic() - began < 5
+
+
+def _numbers_in(cursor: str) -> list[int] | None:
+    """What a reader could make of a cursor without the service's key: the numbers of a
+    base64-JSON cursor (the old form), or None when it decodes to nothing readable."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return [int(v) for v in values] if isinstance(values, list) else None
+
+
+async def test_ids_and_cursors_tell_an_officer_nothing_of_another_forces_events(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    """Issue 14 item 8: with raw event ids (one global sequence) and cursors holding the
+    server's transaction horizon, an officer of force A counted force B's events from the
+    gaps between its own. Force B writes between two of A's events; A sees none of it."""
+    _, other_officer = await second_force(world)
+    site = await world.site()
+    for _ in range(6):
+        await world.bed(site["id"])
+    await settled(db)
+    start = await head(world.api, db)
+    ours = [await world.book(site["id"], clock.now() + timedelta(hours=1))]
+    before = await read_to_end(world.api, world.officer, start, types="booking.held")
+    cursor_before = (await feed(world.api, world.officer, after=start, types="booking.held")).body[
+        "next_cursor"
+    ]
+    for _ in range(4):
+        await world.book(site["id"], clock.now() + timedelta(hours=1), key=other_officer)
+    ours.append(await world.book(site["id"], clock.now() + timedelta(hours=1)))
+    seen = await read_to_end(world.api, world.officer, start, types="booking.held")
+    assert [i["booking_id"] for i in seen] == [b["id"] for b in ours]
+    assert seen[0] == before[0]
+
+    # Ids are random UUIDs: nothing to subtract.
+    ids = [i["id"] for i in seen]
+    assert all(uuid.UUID(i).version == 4 for i in ids), ids
+    # Cursors decode to nothing: not B's event count, not the server's transaction ids, and
+    # the same position read twice gives two different cursors.
+    cursor_after = (await feed(world.api, world.officer, after=start, types="booking.held")).body[
+        "next_cursor"
+    ]
+    again = (await feed(world.api, world.officer, after=start, types="booking.held")).body[
+        "next_cursor"
+    ]
+    for cursor in (start, cursor_before, cursor_after, again):
+        assert _numbers_in(cursor) is None, cursor
+    assert cursor_after != again
+    assert len(cursor_before) == len(cursor_after)

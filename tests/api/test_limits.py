@@ -205,6 +205,24 @@ async def test_writes_beyond_the_rate_limit_are_429_and_not_stored(
     assert _metric(metrics, "pos_limit_refusals_total", limit="writes") == 1
 
 
+async def test_feed_reads_beyond_the_rate_limit_are_429(
+    world: World, make_api: AppFactory, clock: ManualClock
+) -> None:
+    """Issue 14 item 4: /v1/events has a budget of its own (a reader catching up must not
+    spend the searches its officers need, nor be counted in the search log as searching)."""
+    api = await make_api(settings_overrides={"rate_limit_feed_reads_per_minute": 2})
+    for _ in range(2):
+        assert (await api.get("/v1/events", key=world.officer)).status == 200
+    refused = await api.get("/v1/events", key=world.officer)
+    assert refused.status == 429 and refused.problem_type == "rate-limited", refused.body
+    assert refused.headers["Retry-After"] == "30"
+    assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
+    clock.advance(seconds=30)
+    assert (await api.get("/v1/events", key=world.officer)).status == 200
+    metrics = (await api.get("/metrics")).raw.decode()
+    assert _metric(metrics, "pos_limit_refusals_total", limit="feed") == 1
+
+
 async def test_a_zero_budget_means_no_limit(
     world: World, make_api: AppFactory, clock: ManualClock
 ) -> None:

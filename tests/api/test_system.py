@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import yaml
 from aiohttp import web
@@ -59,6 +60,25 @@ async def test_health_and_readiness(api: Api) -> None:
     assert (health.status, health.body) == (200, {"status": "ok"})
     ready = await api.get("/readyz")
     assert (ready.status, ready.body) == (200, {"status": "ready"})
+
+
+async def test_readiness_answers_while_every_pooled_connection_is_busy(
+    make_api: AppFactory,
+) -> None:
+    """Issue 14 item 4: /readyz has a connection of its own, so request work queued on the
+    pool (a herd of woken long polls, a slow report) never makes the service look dead."""
+    api = await make_api(settings_overrides={"db_pool_min": 2, "db_pool_max": 2})
+    pool = api.client.server.app[keys.POOL]
+    held = [await pool.acquire() for _ in range(2)]
+    try:
+        began = time.monotonic()
+        ready = await api.get("/readyz")
+        took = time.monotonic() - began
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    assert (ready.status, ready.body) == (200, {"status": "ready"})
+    assert took < 1.5, took
 
 
 async def test_not_ready_when_migrations_are_missing(

@@ -311,13 +311,20 @@ async def test_the_delivery_log_is_newest_first_and_paged(make_api: AppFactory, 
     empty = await api.get(f"/v1/webhooks/{hook['id']}/deliveries", key=world.officer)
     assert empty.status == 200 and empty.body == {"items": [], "next_cursor": None}
     at = datetime(2030, 1, 1, tzinfo=UTC)
+    site = await world.site()
+    await world.bed(site["id"])  # an event to have been delivered
     async with db.acquire() as conn:
+        event = await conn.fetchrow(
+            "SELECT id, public_id::text AS public_id FROM event WHERE site_id = $1 LIMIT 1",
+            site["id"],
+        )
+        assert event is not None
         # Twelve attempts: past ten, so ids that sort as text ("10" < "9") would show.
         for n in range(1, 13):
             await store.record(
                 conn,
                 webhook_id=hook["id"],
-                event_id=41,
+                event_id=event["id"],
                 attempt=n,
                 at=at + timedelta(seconds=n),
                 status_code=500 if n < 12 else 200,
@@ -330,7 +337,11 @@ async def test_the_delivery_log_is_newest_first_and_paged(make_api: AppFactory, 
         f"/v1/webhooks/{hook['id']}/deliveries", key=world.officer, params={"limit": 2}
     )
     assert [d["attempt"] for d in first.body["items"]] == [12, 11]
-    assert first.body["items"][0]["event_id"] == "41"
+    # The event's public id, as its deliveries sent it; delivery ids and cursors are no
+    # global sequence either (issue 14 item 8).
+    assert first.body["items"][0]["event_id"] == event["public_id"]
+    assert len({d["id"] for d in first.body["items"]}) == 2
+    assert all(not d["id"].isdigit() for d in first.body["items"])
     assert first.body["items"][0]["outcome"] == "delivered"
     assert first.body["items"][1]["next_attempt_at"] is not None
     rest = await api.get(
@@ -444,6 +455,7 @@ def test_an_attempts_verdict() -> None:
 def test_an_officer_sees_only_which_sites_availability_changed() -> None:
     event = {
         "id": 7,
+        "public_id": "0f6c1b8e-1d2a-4c3b-9e4f-5a6b7c8d9e0f",
         "type": "site.availability_changed",
         "occurred_at": datetime(2030, 1, 1, 12, 0, 0, 250000, tzinfo=UTC),
         "booking_id": None,
@@ -452,7 +464,7 @@ def test_an_officer_sees_only_which_sites_availability_changed() -> None:
     }
     as_officer = rules.event_body(event, Role.OFFICER)
     assert as_officer == {
-        "id": "7",
+        "id": "0f6c1b8e-1d2a-4c3b-9e4f-5a6b7c8d9e0f",  # the public id, never the sequence
         "type": "site.availability_changed",
         "occurred_at": "2030-01-01T12:00:00.250000Z",
         "booking_id": None,

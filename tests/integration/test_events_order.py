@@ -11,13 +11,14 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import pytest
 
-from service import keys, paging
+from service import keys
 from service.db import Pool
+from service.handlers.events import feed_cursor
 from service.queries import events as event_queries
 from tests.support.world import World
 
@@ -25,7 +26,7 @@ INSERT_EVENT = """
 INSERT INTO event (type, site_id, provider_id, data, occurred_at)
 VALUES ('site.availability_changed', $1::uuid, $2::uuid,
         jsonb_build_object('site_id', $1::uuid, 'cause', 'site_changed'), now())
-RETURNING id
+RETURNING id, public_id::text
 """
 
 
@@ -37,11 +38,12 @@ async def connections(database_dsn: str) -> AsyncIterator[list[asyncpg.Connectio
         await conn.close()
 
 
-async def head(db: Pool) -> str:
+async def head(world: World, db: Pool) -> str:
     async with db.acquire() as conn:
         row = await conn.fetchrow(event_queries.HEAD)
     assert row is not None
-    return paging.encode(row["tx"], row["id"])
+    sealer = await world.api.client.server.app[keys.CURSORS].get()
+    return feed_cursor(sealer, (row["tx"], row["id"]))
 
 
 async def settled(db: Pool) -> None:
@@ -63,23 +65,28 @@ class Reader:
     def __init__(self, world: World, cursor: str) -> None:
         self.world = world
         self.cursor = cursor
-        self.seen: list[int] = []
+        self.seen: list[str] = []
 
-    async def read(self, **params: Any) -> list[int]:
+    async def read(self, **params: Any) -> list[str]:
         reply = await self.world.api.get(
             "/v1/events", key=self.world.provider, params={"after": self.cursor, **params}
         )
         assert reply.status == 200, reply.body
-        ids = [int(item["id"]) for item in reply.body["items"]]
+        ids = [item["id"] for item in reply.body["items"]]
         self.seen += ids
         self.cursor = reply.body["next_cursor"]
         return ids
 
 
-async def insert(conn: asyncpg.Connection[Any], world: World, site_id: str) -> int:
-    event_id = await conn.fetchval(INSERT_EVENT, site_id, world.provider_id)
-    assert isinstance(event_id, int)
-    return event_id
+class Inserted(NamedTuple):
+    id: int  # the feed's own sequence, for the test to compare
+    public: str  # what the feed shows
+
+
+async def insert(conn: asyncpg.Connection[Any], world: World, site_id: str) -> Inserted:
+    row = await conn.fetchrow(INSERT_EVENT, site_id, world.provider_id)
+    assert row is not None
+    return Inserted(row["id"], row["public_id"])
 
 
 async def test_a_later_commit_waits_for_an_earlier_writer(
@@ -87,7 +94,7 @@ async def test_a_later_commit_waits_for_an_earlier_writer(
 ) -> None:
     site = await world.site()
     t1, t2 = connections[:2]
-    reader = Reader(world, await head(db))
+    reader = Reader(world, await head(world, db))
     late = Reader(world, reader.cursor)
 
     first = t1.transaction()
@@ -95,14 +102,14 @@ async def test_a_later_commit_waits_for_an_earlier_writer(
     e1 = await insert(t1, world, site["id"])  # T1 writes first: the smaller id and tx
     async with t2.transaction():
         e2 = await insert(t2, world, site["id"])
-    assert e1 < e2
+    assert e1.id < e2.id
     # T2 has committed, but T1 is still running: neither is read yet.
     assert await reader.read() == []
     await first.commit()
     await settled(db)
-    assert await reader.read() == [e1, e2]
+    assert await reader.read() == [e1.public, e2.public]
     assert await reader.read() == []
-    assert await late.read() == [e1, e2]
+    assert await late.read() == [e1.public, e2.public]
 
 
 async def test_feed_order_is_the_writers_transaction_order_not_event_id_order(
@@ -110,7 +117,7 @@ async def test_feed_order_is_the_writers_transaction_order_not_event_id_order(
 ) -> None:
     site = await world.site()
     t1, t2 = connections[:2]
-    reader = Reader(world, await head(db))
+    reader = Reader(world, await head(world, db))
 
     first = t1.transaction()
     await first.start()
@@ -118,12 +125,12 @@ async def test_feed_order_is_the_writers_transaction_order_not_event_id_order(
     async with t2.transaction():
         e2 = await insert(t2, world, site["id"])
     e1 = await insert(t1, world, site["id"])  # ...but its event takes the later id
-    assert e1 > e2
+    assert e1.id > e2.id
     assert await reader.read() == []
     await first.commit()
     await settled(db)
     # Transaction order: a reader past e2 by id would have skipped e1; by (tx, id) it cannot.
-    assert await reader.read() == [e1, e2]
+    assert await reader.read() == [e1.public, e2.public]
 
 
 async def test_a_long_poll_sees_events_held_back_by_a_writer_that_rolls_back(
@@ -134,7 +141,7 @@ async def test_a_long_poll_sees_events_held_back_by_a_writer_that_rolls_back(
     site = await world.site()
     t0, t2 = connections[:2]
     listener = world.api.client.server.app[keys.EVENT_LISTENER]
-    reader = Reader(world, await head(db))
+    reader = Reader(world, await head(world, db))
 
     blocker = t0.transaction()
     await blocker.start()
@@ -149,7 +156,7 @@ async def test_a_long_poll_sees_events_held_back_by_a_writer_that_rolls_back(
     assert await Reader(world, reader.cursor).read() == []
     ended = time.monotonic()
     await blocker.rollback()
-    assert await asyncio.wait_for(poll, 10) == [e2]
+    assert await asyncio.wait_for(poll, 10) == [e2.public]
     assert time.monotonic() - ended < 3
 
 
@@ -157,15 +164,15 @@ async def test_a_reader_following_its_cursor_reads_every_event_once_under_interl
     world: World, db: Pool, connections: list[asyncpg.Connection[Any]]
 ) -> None:
     site = await world.site()
-    reader = Reader(world, await head(db))
-    committed: list[int] = []
+    reader = Reader(world, await head(world, db))
+    committed: list[str] = []
     rng = random.Random(9)
 
     async def writer(conn: asyncpg.Connection[Any]) -> None:
         for _ in range(12):
             tx = conn.transaction()
             await tx.start()
-            ids = [await insert(conn, world, site["id"]) for _ in range(rng.randint(1, 3))]
+            ids = [(await insert(conn, world, site["id"])).public for _ in range(rng.randint(1, 3))]
             await asyncio.sleep(rng.random() / 100)  # interleave with the others
             if rng.random() < 0.2:
                 await tx.rollback()

@@ -593,7 +593,7 @@ async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
                     read = await events.page(
                         c, after=began, limit=1000, force_code=force, types=HELD_CONFIRMED
                     )
-                wanted = [str(r["id"]) for r in read.rows]
+                wanted = [str(r["public_id"]) for r in read.rows]
                 await _until(
                     lambda: (
                         {d.webhook_id for d in receiver.answered if d.status == 200} >= set(wanted)

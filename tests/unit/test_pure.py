@@ -107,3 +107,27 @@ def test_the_contract_checker_catches_a_response_the_spec_does_not_allow() -> No
     reply.raw = b'{"status": "ok"}'
     with pytest.raises(ContractViolation):
         _check("GET", "/healthz", {}, {}, None, reply)
+
+
+def test_sealed_cursors_open_only_as_issued() -> None:
+    """Issue 14 item 8: a sealed cursor shows nothing, changes each time, and opens only for
+    the purpose it was sealed for, untampered."""
+    sealer = paging.Sealer(bytes(range(32)))
+    first, second = sealer.seal("feed", 2**64 - 1, 7), sealer.seal("feed", 2**64 - 1, 7)
+    assert first != second and len(first) == len(second)
+    assert sealer.open("feed", first, 2) == (2**64 - 1, 7)
+    assert sealer.open("feed", second, 2) == (2**64 - 1, 7)
+    flipped = first[:-2] + ("A" if first[-2] != "A" else "B") + first[-1]
+    for purpose, cursor, count in [
+        ("webhook-deliveries", first, 2),
+        ("feed", first, 1),
+        ("feed", flipped, 2),
+        ("feed", "", 2),
+        ("feed", "abc", 2),
+        ("feed", "A" * 600, 2),
+        ("feed", paging.encode("1", "1"), 2),
+    ]:
+        with pytest.raises(ValueError, match="not a cursor"):
+            sealer.open(purpose, cursor, count)
+    with pytest.raises(ValueError, match="not a cursor"):
+        paging.Sealer(bytes(32)).open("feed", first, 2)
