@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from service.metrics import Metrics
     from service.ratelimit import RateLimiter
     from service.refusals import RefusalWatch
+    from service.stopping import Shutdown
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -31,6 +32,8 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 REFUSAL_WATCH: web.AppKey[RefusalWatch] = web.AppKey("refusal_watch")
 # The DSN the pool was opened with, once resolved: the event listener connects to the same.
 DSN: web.AppKey[str] = web.AppKey("dsn")
+# SIGTERM's course: its deadline, what jobs watch between batches, what had to be cut.
+SHUTDOWN: web.AppKey[Shutdown] = web.AppKey("shutdown")
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.
 EVENT_LISTENER: web.AppKey[EventListener] = web.AppKey("event_listener")
 
