@@ -113,8 +113,10 @@ async def _writing(conn: Connection) -> AsyncIterator[tx.Tx]:
 
 
 class PurgeProgress:
-    """`pos purge` on a terminal: one line on stderr, rewritten after each batch, with the
-    bookings erased, the rate and what is left (the log has a line per batch besides)."""
+    """`pos purge` on a terminal: a status line on stderr, redrawn after each batch, with the
+    bookings erased, the rate and what is left. Drawn then returned to (cursor at its start),
+    so the log's line for the batch, written next, replaces it and it is drawn again below:
+    the log scrolls and the status stays at the bottom."""
 
     def __init__(self, due: int, stream: TextIO) -> None:
         self.due = due
@@ -127,8 +129,8 @@ class PurgeProgress:
         left = max(self.due - batch.erased_so_far, 0)
         eta = f", about {left / rate:.0f} s to go" if rate > 0 and left else ""
         self.stream.write(
-            f"\rerased {batch.erased_so_far:,} of {self.due:,} booking(s), "
-            f"{rate:,.0f}/s, {left:,} left{eta}\033[K"
+            f"\r\033[Kerased {batch.erased_so_far:,} of {self.due:,} booking(s), "
+            f"{rate:,.0f}/s, {left:,} left{eta}\r"
         )
         self.stream.flush()
 
