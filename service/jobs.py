@@ -23,6 +23,8 @@ from service.usecases.staleness import announce_stale
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 500
+# Sites announced stale per transaction (one statement marks them and writes their events).
+STALE_BATCH = 500
 
 T = TypeVar("T")
 
@@ -167,15 +169,23 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def announce_stale_once(pool: Pool, clock: Clock, stale_after: timedelta) -> int:
+async def announce_stale_once(
+    pool: Pool, clock: Clock, stale_after: timedelta, stop: asyncio.Event | None = None
+) -> int:
     """One round of staleness announcements, acting as "system": each site that has turned
-    stale gets its site.capacity_stale once; returns how many. Any number of replicas may run
-    it at once (the marking UPDATE hands each site to one of them)."""
-    async with (
-        pool.acquire() as conn,
-        tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
-    ):
-        return await announce_stale(unit, stale_after)
+    stale gets its site.capacity_stale once; returns how many. A batch of STALE_BATCH sites
+    per transaction; any number of replicas may run it at once (each site is marked by one)."""
+    total = 0
+    while True:
+        async with (
+            pool.acquire() as conn,
+            tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
+        ):
+            done = await announce_stale(unit, stale_after, STALE_BATCH)
+        total += done
+        if done < STALE_BATCH or (stop is not None and stop.is_set()):
+            return total
+        await asyncio.sleep(0)
 
 
 async def staleness_job(app: web.Application) -> AsyncIterator[None]:
@@ -186,7 +196,9 @@ async def staleness_job(app: web.Application) -> AsyncIterator[None]:
 
     async def one_round() -> None:
         try:
-            announced = await announce_stale_once(app[keys.POOL], app[keys.CLOCK], stale_after)
+            announced = await announce_stale_once(
+                app[keys.POOL], app[keys.CLOCK], stale_after, app[keys.SHUTDOWN].requested
+            )
             if announced:
                 log.info("capacity turned stale", sites=announced)
         except Exception:  # a failed round is retried next interval

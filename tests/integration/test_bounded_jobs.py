@@ -1,6 +1,7 @@
 """Background jobs in bounded batches (issue 15 item 1): a backlog of erasure drains in short
 transactions that each commit their audit rows, a round stops after its current batch when
-asked and the next goes on, and the event feed stays live while it drains."""
+asked and the next goes on, and the event feed stays live while it drains; staleness is
+announced a batch of sites per transaction."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
-from service import paging
+import pytest
+
+from service import jobs, paging
 from service.db import Pool
 from service.jobs import erase_once
 from service.queries import events as event_queries
@@ -152,3 +156,26 @@ async def test_an_event_committed_while_a_backlog_drains_reaches_a_long_poll_at_
 async def _none_left(db: Pool, suite: str) -> bool:
     async with db.acquire() as conn:
         return await unerased(conn, suite) == 0
+
+
+async def test_staleness_is_announced_in_batches_each_site_once(
+    world: World, db: Pool, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = [(await world.site())["id"] for _ in range(5)]
+    monkeypatch.setattr(jobs, "STALE_BATCH", 2)
+    clock.advance(hours=9)
+    announced = await jobs.announce_stale_once(db, clock, timedelta(hours=8))
+    assert announced >= 5
+    async with db.acquire() as conn:
+        per_site = await conn.fetch(
+            "SELECT site_id::text, count(*) FROM event"
+            " WHERE type = 'site.capacity_stale' AND site_id = ANY($1::uuid[]) GROUP BY site_id",
+            ours,
+        )
+        biggest = await conn.fetchval(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM event"
+            " WHERE type = 'site.capacity_stale' AND occurred_at = $1 GROUP BY xmin::text) t",
+            clock.now(),
+        )
+    assert sorted((r["site_id"], r["count"]) for r in per_site) == sorted((s, 1) for s in ours)
+    assert biggest == 2
