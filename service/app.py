@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
@@ -9,7 +10,7 @@ from functools import partial
 import structlog
 from aiohttp import web
 
-from service import keys
+from service import keys, stopping
 from service.clock import Clock, SystemClock
 from service.db import Pool, create_pool, pool_state, resolve_dsn
 from service.dispatch import dispatch_job
@@ -52,11 +53,21 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
         app[keys.POOL] = pool
         app[keys.METRICS].watch_pool(lambda: pool_state(pool))
         app[keys.CURSORS] = SealerSource(partial(_cursor_key, pool))
+        shutdown = app[keys.SHUTDOWN]
         try:
             yield
         finally:
-            await pool.close()
-            log.info("database pool closed")
+            # Every connection comes back once the jobs and requests have ended (or been
+            # cut); one that does not by the limit is closed under its user.
+            try:
+                async with asyncio.timeout(shutdown.left(stopping.EXIT_MARGIN_SECONDS)):
+                    await pool.close()
+                log.info("database pool closed")
+            except TimeoutError:
+                shutdown.cut.append("database pool")
+                pool.terminate()
+                log.warning("database pool terminated: connections still in use at the limit")
+            shutdown.finish()
 
     return database
 
@@ -80,6 +91,10 @@ async def _readiness_pool(app: web.Application) -> AsyncIterator[None]:
 async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER_NAME
     security_headers(request.path, response)
+
+
+async def _begin_shutdown(app: web.Application) -> None:
+    app[keys.SHUTDOWN].begin()
 
 
 def _policy(settings: Settings) -> Policy:
@@ -130,6 +145,7 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
+    app[keys.SHUTDOWN] = stopping.Shutdown(settings.shutdown_timeout_seconds)
     app[keys.POLICY] = _policy(settings)
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
@@ -142,6 +158,8 @@ def create_app(
     # After the database (it connects to the same DSN); long polls are let go at shutdown, so
     # they do not hold the graceful stop for up to their whole wait.
     app.cleanup_ctx.append(event_listener)
+    # First on shutdown: the jobs stop after their current batch while requests drain.
+    app.on_shutdown.append(_begin_shutdown)
     app.on_shutdown.append(release_waiters)
     if run_jobs:
         app.cleanup_ctx.append(expiry_job)

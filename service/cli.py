@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TextIO
 from uuid import UUID
 
 from pydantic import ValidationError
 
+from service import keys, stopping
 from service.app import create_app
 from service.clock import SystemClock
-from service.db import Connection, create_pool, resolve_dsn
+from service.db import Connection, Pool, create_pool, resolve_dsn
 from service.demo import DemoKey, live_demo_keys, seed_demo
 from service.errors import NotFound, ValidationProblem
 from service.log import configure_logging
@@ -23,9 +25,10 @@ from service.queries import api_keys
 from service.server import serve
 from service.settings import Settings, load_settings
 from service.text import refused_character
+from service.usecases import purge as erasure
 from service.usecases import tx
 from service.usecases.api_keys import NewKey, check_scope_exists, issue_key, revoke_key
-from service.usecases.purge import purge, reclaim
+from service.usecases.purge import Batch
 from service.vocab import Role
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -71,6 +74,19 @@ class SchemaMissing(Exception):
 
 
 @asynccontextmanager
+async def _pool(settings: Settings) -> AsyncIterator[Pool]:
+    """One connection, for commands that work in several transactions (one per batch)."""
+    pool = await create_pool(await resolve_dsn(settings), min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            if not await is_current(conn):
+                raise SchemaMissing
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
 async def _database(settings: Settings, *, need_schema: bool = True) -> AsyncIterator[Connection]:
     pool = await create_pool(await resolve_dsn(settings), min_size=1, max_size=1)
     try:
@@ -96,13 +112,58 @@ async def _writing(conn: Connection) -> AsyncIterator[tx.Tx]:
         yield unit
 
 
+class PurgeProgress:
+    """`pos purge` on a terminal: a status line on stderr, redrawn after each batch, with the
+    bookings erased, the rate and what is left. Drawn then returned to (cursor at its start),
+    so the log's line for the batch, written next, replaces it and it is drawn again below:
+    the log scrolls and the status stays at the bottom."""
+
+    def __init__(self, due: int, stream: TextIO) -> None:
+        self.due = due
+        self.stream = stream
+        self.started = time.monotonic()
+
+    def __call__(self, batch: Batch) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = batch.erased_so_far / elapsed
+        left = max(self.due - batch.erased_so_far, 0)
+        eta = f", about {left / rate:.0f} s to go" if rate > 0 and left else ""
+        self.stream.write(
+            f"\r\033[Kerased {batch.erased_so_far:,} of {self.due:,} booking(s), "
+            f"{rate:,.0f}/s, {left:,} left{eta}\r"
+        )
+        self.stream.flush()
+
+    def end(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
 async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as conn:
-        async with _writing(conn) as unit:
-            done = await purge(
-                unit, settings.personal_data_retention_days, settings.idempotency_ttl_hours
+    clock = SystemClock()
+    async with _pool(settings) as pool:
+        progress = None
+        if sys.stderr.isatty():
+            progress = PurgeProgress(
+                await erasure.due(pool, clock, settings.personal_data_retention_days), sys.stderr
             )
-        left = await reclaim(conn, done)
+        # Batches wait for another purge's batch (a replica's job) rather than skip: the
+        # command ends with everything due erased.
+        done = await erasure.erase(
+            pool,
+            clock,
+            settings.personal_data_retention_days,
+            settings.idempotency_ttl_hours,
+            on_behalf="cli",
+            wait=True,
+            batch_size=settings.erasure_batch_size,
+            on_batch=progress,
+        )
+        assert done is not None  # waiting for the lock, a round always runs
+        if progress is not None:
+            progress.end()
+        async with pool.acquire() as conn:
+            left = await erasure.reclaim(conn, done)
     print(
         f"erased personal fields of {done.erased} booking(s); "
         f"removed {done.forgotten} stored answer(s)"
@@ -213,21 +274,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return dsn
 
     dsn = asyncio.run(prepare())
-    # SIGTERM and SIGINT are a graceful stop: stop accepting, let in-flight requests finish
-    # (up to SHUTDOWN_TIMEOUT_SECONDS), then run cleanup (jobs, pool).
+    app = create_app(settings, dsn=dsn)
+    shutdown = app[keys.SHUTDOWN]
+    shutdown.hard_exit = True
+    # SIGTERM and SIGINT are a graceful stop: stop accepting, ask the jobs to stop after their
+    # current batch, let in-flight requests finish (for their share of
+    # SHUTDOWN_TIMEOUT_SECONDS), then run cleanup (jobs, pool) within the rest: see
+    # service/stopping.py. Exits non-zero when something had to be cut.
     asyncio.run(
         serve(
-            create_app(settings, dsn=dsn),
+            app,
             host=settings.host,
             port=settings.port,
-            shutdown_timeout=settings.shutdown_timeout_seconds,
+            shutdown_timeout=settings.shutdown_timeout_seconds * stopping.REQUESTS_SHARE,
             # A connection that sends no request for this long is closed (also one that
             # connects and sends nothing): idle sockets must not pile up.
             keepalive_timeout=IDLE_CONNECTION_SECONDS,
             access_log=None,
         )
     )
-    return 0
+    return stopping.CUT_EXIT_CODE if shutdown.cut else 0
 
 
 IDLE_CONNECTION_SECONDS = 30.0

@@ -39,6 +39,7 @@ from service.clock import Clock
 from service.db import Pool
 from service.domain.webhooks import RetryPolicy, host_and_port, is_ip_literal, refused_address
 from service.settings import Settings
+from service.stopping import stop_task
 from service.usecases import tx
 from service.usecases import webhooks as usecase
 from service.usecases.webhooks import Attempt, Claimed, PendingEvent
@@ -195,11 +196,14 @@ async def _serve(
     random: Callable[[], float],
     sub: Claimed,
     db_slots: asyncio.Semaphore,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Send a claimed subscription's pending events in order, until one fails, none is left,
-    or it has had its share; returns the attempts made."""
+    it has had its share, or the service is stopping; returns the attempts made."""
     made = 0
     for _ in range(EVENTS_PER_CLAIM):
+        if stop is not None and stop.is_set():
+            break
         async with db_slots, pool.acquire() as conn:
             found = await usecase.next_event(tx.reading(conn, at=clock.now(), who=None), sub)
             event = found.event
@@ -250,6 +254,7 @@ async def dispatch_once(
     send: Sender,
     config: DispatchConfig,
     random: Callable[[], float] = _jitter,
+    stop: asyncio.Event | None = None,
 ) -> Round:
     """One round: lease the due subscriptions (committed before anything is sent), then serve
     them all at once. A subscription whose serving fails (the database went away) keeps its
@@ -262,7 +267,7 @@ async def dispatch_once(
     # the other half however many subscriptions are due.
     db_slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
     results = await asyncio.gather(
-        *(_serve(pool, clock, send, config, random, sub, db_slots) for sub in claimed),
+        *(_serve(pool, clock, send, config, random, sub, db_slots, stop) for sub in claimed),
         return_exceptions=True,
     )
     attempts = 0
@@ -276,15 +281,19 @@ async def dispatch_once(
     return Round(len(claimed), attempts)
 
 
-async def forget_old_deliveries(pool: Pool, clock: Clock, retention: timedelta) -> int:
-    """Delete the delivery log's rows older than the retention, a batch per transaction."""
+async def forget_old_deliveries(
+    pool: Pool, clock: Clock, retention: timedelta, stop: asyncio.Event | None = None
+) -> int:
+    """Delete the delivery log's rows older than the retention, a batch per transaction,
+    giving the event loop a turn between batches; stops after a batch once `stop` is set."""
     total = 0
     while True:
         async with pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
             done = await usecase.forget_deliveries(unit, retention, FORGET_BATCH)
         total += done
-        if done < FORGET_BATCH:
+        if done < FORGET_BATCH or (stop is not None and stop.is_set()):
             return total
+        await asyncio.sleep(0)
 
 
 async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
@@ -297,30 +306,34 @@ async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
     session = new_session(config)
     send = http_sender(session, config)
     listener = app[keys.EVENT_LISTENER]
+    shutdown = app[keys.SHUTDOWN]
+    stop = shutdown.requested
 
     async def loop() -> None:
         forgotten_at = -math.inf
-        while True:
+        while not stop.is_set():
             pool, clock = app[keys.POOL], app[keys.CLOCK]
             # Taken before the round: an event committing during it wakes the next at once.
             seen = listener.generation
             full = False
             try:
-                done = await dispatch_once(pool, clock, send, config)
+                done = await dispatch_once(pool, clock, send, config, stop=stop)
                 full = done.claimed == CLAIM_BATCH and done.attempts > 0
                 if time.monotonic() - forgotten_at >= FORGET_EVERY_SECONDS:
                     forgotten_at = time.monotonic()
-                    forgotten = await forget_old_deliveries(pool, clock, config.retention)
+                    forgotten = await forget_old_deliveries(pool, clock, config.retention, stop)
                     if forgotten:
                         log.info("forgot old webhook deliveries", count=forgotten)
             except Exception:  # a failed round is retried next interval; the job must live on
                 log.exception("webhook dispatch round failed")
-            if not full:
+            if not full and not stop.is_set():
                 # Until new events commit (the process's LISTEN connection), or the interval
                 # passes: retries fall due with time, not with events.
                 if listener.stopping:
-                    # The service is shutting down: waiters are released at once from now on.
-                    await asyncio.sleep(interval)
+                    # The listener is closing (waiters are released at once from now on):
+                    # wait for the stop the shutdown is about to ask instead.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), interval)
                 else:
                     await listener.wait_any(seen, interval)
 
@@ -328,8 +341,7 @@ async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # After the subscriptions it is serving have had their current attempt (each within
+        # WEBHOOK_TIMEOUT_SECONDS): their leases lapse, or are released, for another process.
+        await stop_task(task, "webhook dispatcher", shutdown)
         await session.close()
-        log.info("webhook dispatcher stopped")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -13,38 +14,44 @@ from aiohttp import web
 from service import keys
 from service.clock import Clock
 from service.db import Pool
-from service.usecases import tx
+from service.stopping import stop_task
+from service.usecases import purge, tx
 from service.usecases.expiry import expire_lapsed
-from service.usecases.purge import Purged, purge_unless_running, reclaim
+from service.usecases.purge import Purged
 from service.usecases.staleness import announce_stale
 
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 500
+# Sites announced stale per transaction (one statement marks them and writes their events).
+STALE_BATCH = 500
+
+T = TypeVar("T")
 
 
 async def _every(
-    name: str, seconds: float, one_round: Callable[[], Awaitable[None]]
+    app: web.Application, name: str, seconds: float, one_round: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[None]:
     """The body of a job's cleanup_ctx: `one_round` every `seconds` (a round handles its own
-    failures: the job must live on), from start until shutdown, then `<name> stopped`."""
+    failures: the job must live on, and watches the shutdown's `requested` between its
+    batches), from start until shutdown, then `<name> stopped` (or cut: see stopping.py)."""
+    shutdown = app[keys.SHUTDOWN]
 
     async def loop() -> None:
-        while True:
+        while not shutdown.requested.is_set():
             await one_round()
-            await asyncio.sleep(seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await shutdown.requested.wait()
 
     task = asyncio.create_task(loop(), name=name)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.info(f"{name} stopped")
+        await stop_task(task, name, shutdown)
 
 
-async def sweep_once(pool: Pool, clock: Clock) -> int:
+async def sweep_once(pool: Pool, clock: Clock, stop: asyncio.Event | None = None) -> int:
     """Expire every hold and pending request past its deadline; returns how many.
 
     Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas sweeping at once split the work
@@ -59,8 +66,9 @@ async def sweep_once(pool: Pool, clock: Clock) -> int:
         ):
             done = await expire_lapsed(unit, limit=SWEEP_BATCH)
         total += done
-        if done < SWEEP_BATCH:
+        if done < SWEEP_BATCH or (stop is not None and stop.is_set()):
             return total
+        await asyncio.sleep(0)
 
 
 async def expiry_job(app: web.Application) -> AsyncIterator[None]:
@@ -69,7 +77,9 @@ async def expiry_job(app: web.Application) -> AsyncIterator[None]:
 
     async def one_round() -> None:
         try:
-            expired = await sweep_once(app[keys.POOL], app[keys.CLOCK])
+            expired = await sweep_once(
+                app[keys.POOL], app[keys.CLOCK], app[keys.SHUTDOWN].requested
+            )
             metrics.sweeps.labels("ok").inc()
             if expired:
                 log.info("expired lapsed bookings", count=expired)
@@ -79,29 +89,58 @@ async def expiry_job(app: web.Application) -> AsyncIterator[None]:
             metrics.sweeps.labels("failed").inc()
             log.exception("expiry sweep failed")
 
-    async for _ in _every("expiry job", app[keys.SETTINGS].sweep_interval_seconds, one_round):
+    async for _ in _every(app, "expiry job", app[keys.SETTINGS].sweep_interval_seconds, one_round):
         yield
 
 
 async def erase_once(
-    pool: Pool, clock: Clock, retention_days: int, ttl_hours: int
+    pool: Pool,
+    clock: Clock,
+    retention_days: int,
+    ttl_hours: int,
+    *,
+    batch_size: int = purge.BATCH_SIZE,
+    stop: asyncio.Event | None = None,
 ) -> Purged | None:
-    """One round of erasure on schedule, acting as "system"; None when another replica's round
-    is running (the purge's advisory lock, held to the end of its transaction, decides). Once
-    the round has committed, the tables it changed are vacuumed."""
-    async with pool.acquire() as conn:
-        async with tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit:
-            done = await purge_unless_running(unit, retention_days, ttl_hours)
-        if done is not None:
-            left = await reclaim(conn, done)
-            if left:
-                log.warning("tables not vacuumed after erasure", tables=left)
-        return done
+    """One round of erasure on schedule, acting as "system", in batches (see purge.erase);
+    None when another replica's batch holds the lock. Once the round has ended, the tables it
+    changed are vacuumed, unless the service is stopping (the VACUUM is then cancelled on the
+    server too; autovacuum, or the next round, comes by)."""
+    done = await purge.erase(
+        pool, clock, retention_days, ttl_hours, batch_size=batch_size, stop=stop
+    )
+    if done is not None and done.changed:
+        async with pool.acquire() as conn:
+            left = await _unless_stopped(purge.reclaim(conn, done), stop)
+        if left is None:
+            log.warning("tables not vacuumed after erasure: stopping", tables=done.changed)
+        elif left:
+            log.warning("tables not vacuumed after erasure", tables=left)
+    return done
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event | None) -> T | None:
+    """`work`'s result, or None once `stop` is set first (`work` is then cancelled)."""
+    task = asyncio.create_task(work)
+    if stop is None:
+        return await task
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 async def erasure_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: erase personal data past retention every ERASURE_INTERVAL_SECONDS (the
-    first round at start); stop cleanly at shutdown."""
+    first round at start), ERASURE_BATCH_SIZE bookings per transaction; a round stopped at
+    shutdown goes on at the next start."""
     settings = app[keys.SETTINGS]
 
     async def one_round() -> None:
@@ -111,27 +150,42 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
                 app[keys.CLOCK],
                 settings.personal_data_retention_days,
                 settings.idempotency_ttl_hours,
+                batch_size=settings.erasure_batch_size,
+                stop=app[keys.SHUTDOWN].requested,
             )
             if done is None:
                 log.info("erasure skipped: another replica is erasing")
-            elif done.erased or done.forgotten:
-                log.info("erased personal data", bookings=done.erased, answers=done.forgotten)
+            elif done.erased or done.forgotten or not done.complete:
+                log.info(
+                    "erased personal data",
+                    bookings=done.erased,
+                    answers=done.forgotten,
+                    complete=done.complete,
+                )
         except Exception:  # a failed round is retried next interval
             log.exception("erasure failed")
 
-    async for _ in _every("erasure job", settings.erasure_interval_seconds, one_round):
+    async for _ in _every(app, "erasure job", settings.erasure_interval_seconds, one_round):
         yield
 
 
-async def announce_stale_once(pool: Pool, clock: Clock, stale_after: timedelta) -> int:
+async def announce_stale_once(
+    pool: Pool, clock: Clock, stale_after: timedelta, stop: asyncio.Event | None = None
+) -> int:
     """One round of staleness announcements, acting as "system": each site that has turned
-    stale gets its site.capacity_stale once; returns how many. Any number of replicas may run
-    it at once (the marking UPDATE hands each site to one of them)."""
-    async with (
-        pool.acquire() as conn,
-        tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
-    ):
-        return await announce_stale(unit, stale_after)
+    stale gets its site.capacity_stale once; returns how many. A batch of STALE_BATCH sites
+    per transaction; any number of replicas may run it at once (each site is marked by one)."""
+    total = 0
+    while True:
+        async with (
+            pool.acquire() as conn,
+            tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
+        ):
+            done = await announce_stale(unit, stale_after, STALE_BATCH)
+        total += done
+        if done < STALE_BATCH or (stop is not None and stop.is_set()):
+            return total
+        await asyncio.sleep(0)
 
 
 async def staleness_job(app: web.Application) -> AsyncIterator[None]:
@@ -142,11 +196,13 @@ async def staleness_job(app: web.Application) -> AsyncIterator[None]:
 
     async def one_round() -> None:
         try:
-            announced = await announce_stale_once(app[keys.POOL], app[keys.CLOCK], stale_after)
+            announced = await announce_stale_once(
+                app[keys.POOL], app[keys.CLOCK], stale_after, app[keys.SHUTDOWN].requested
+            )
             if announced:
                 log.info("capacity turned stale", sites=announced)
         except Exception:  # a failed round is retried next interval
             log.exception("staleness round failed")
 
-    async for _ in _every("staleness job", settings.staleness_interval_seconds, one_round):
+    async for _ in _every(app, "staleness job", settings.staleness_interval_seconds, one_round):
         yield

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from service.paging import SealerSource
     from service.ratelimit import LongPolls, RateLimiter
     from service.refusals import RefusalWatch
+    from service.stopping import Shutdown
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -43,6 +44,8 @@ DSN: web.AppKey[str] = web.AppKey("dsn")
 ROUTE_ROLES: web.AppKey[Mapping[tuple[str, str], frozenset[Role] | None]] = web.AppKey(
     "route_roles"
 )
+# SIGTERM's course: its deadline, what jobs watch between batches, what had to be cut.
+SHUTDOWN: web.AppKey[Shutdown] = web.AppKey("shutdown")
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.
 EVENT_LISTENER: web.AppKey[EventListener] = web.AppKey("event_listener")
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # How often the erasure job looks for stays past the retention period (one replica at a
     # time does it).
     erasure_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # Bookings erased per transaction (README, "Operations": how the default was measured).
+    erasure_batch_size: int = Field(default=1000, ge=1, le=50_000)
     # Capacity a provider has neither changed nor confirmed for this long is stale: shown so in
     # searches, ranked after fresh sites, and announced once as site.capacity_stale.
     stale_after_hours: float = Field(default=8.0, gt=0, le=24 * 30)

@@ -37,7 +37,19 @@ ON CONFLICT (api_key_id, key) DO UPDATE SET
     booking_id = excluded.booking_id
 """
 
-PURGE = "DELETE FROM idempotency_key WHERE created_at <= $1"
+# A batch of stored answers past the window (oldest first, through idempotency_key_age_idx);
+# rows another transaction holds are left for the next batch.
+PURGE = """
+DELETE FROM idempotency_key k
+USING (
+    SELECT api_key_id, key FROM idempotency_key
+    WHERE created_at <= $1
+    ORDER BY created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) old
+WHERE k.api_key_id = old.api_key_id AND k.key = old.key
+"""
 
 
 async def try_lock(conn: Connection, api_key_id: UUID, key: str) -> bool:
@@ -67,6 +79,7 @@ async def store(
     )
 
 
-async def purge(conn: Connection, older_than: datetime) -> int:
-    result = await conn.execute(PURGE, older_than)
+async def purge(conn: Connection, older_than: datetime, limit: int) -> int:
+    """Deletes up to `limit` stored answers created by `older_than`; how many went."""
+    result = await conn.execute(PURGE, older_than, limit)
     return int(result.split()[-1])

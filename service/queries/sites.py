@@ -107,10 +107,33 @@ RETURNING id, provider_id, name, address, area,
 # its capacity). Replicas running this at once
 # are safe: a row one marks is skipped by the others (it no longer matches once they re-check
 # it after the first commits), so each stale site is returned to exactly one of them.
-MARK_STALE = """
-UPDATE site SET stale_announced_at = $1
-WHERE capacity_confirmed_at <= $2 AND stale_announced_at IS NULL AND status = 'active'
-RETURNING id, capacity_confirmed_at
+# Up to `$3` active sites that turned stale (confirmed at or before `$2`) since they were last
+# announced: marked at `$1`, each with its event `$4` (the site and when its capacity was last
+# confirmed, as records.INSERT_SITE_CAPACITY_EVENT writes it) from the same statement. Replicas
+# at once take different sites (SKIP LOCKED), and a marked site is never taken again until its
+# capacity is confirmed. Returns how many.
+ANNOUNCE_STALE = """
+WITH due AS (
+    SELECT id FROM site
+    WHERE capacity_confirmed_at <= $2 AND stale_announced_at IS NULL AND status = 'active'
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE site s SET stale_announced_at = $1
+    FROM due
+    WHERE s.id = due.id
+    RETURNING s.id, s.provider_id, s.capacity_confirmed_at
+), announced AS (
+    INSERT INTO event (type, site_id, provider_id, data, occurred_at)
+    SELECT $4, m.id, m.provider_id,
+           jsonb_build_object('site_id', m.id, 'capacity_confirmed_at', m.capacity_confirmed_at),
+           $1
+    FROM marked m
+    ORDER BY m.id
+    RETURNING 1
+)
+SELECT count(*) FROM announced
 """
 
 
@@ -226,8 +249,9 @@ async def confirm_capacity(conn: Connection, site_id: UUID, at: datetime) -> asy
     return await conn.fetchrow(CONFIRM_CAPACITY, site_id, at)
 
 
-async def mark_stale(
-    conn: Connection, at: datetime, stale_before: datetime
-) -> list[asyncpg.Record]:
-    """The sites that turned stale since the last call (each returned once), now marked."""
-    return await conn.fetch(MARK_STALE, at, stale_before)
+async def announce_stale(
+    conn: Connection, at: datetime, stale_before: datetime, event_type: str, limit: int
+) -> int:
+    """Marks up to `limit` sites that turned stale since they were last announced, each with
+    its event; how many."""
+    return int(await conn.fetchval(ANNOUNCE_STALE, at, stale_before, limit, event_type))

@@ -11,12 +11,16 @@ from service.usecases.tx import Tx
 from service.vocab import EventType
 
 
-async def announce_stale(tx: Tx, stale_after: timedelta) -> int:
-    """Mark every active site that has turned stale since the last round and emit one
-    site.capacity_stale each (to its provider and admins), in the same transaction; returns
-    how many. Safe on any number of replicas: the marking UPDATE returns each site to one of
-    them only, and a site stays marked until its capacity is confirmed again."""
-    turned = await sites.mark_stale(tx.conn, tx.at, capacity.stale_before(tx.at, stale_after))
-    for site in turned:
-        await tx.event(EventType.SITE_CAPACITY_STALE, site_id=site["id"])
-    return len(turned)
+async def announce_stale(tx: Tx, stale_after: timedelta, limit: int) -> int:
+    """Mark up to `limit` active sites that have turned stale since the last round and emit
+    one site.capacity_stale each (to its provider and admins), in the same transaction and the
+    same statement; returns how many. Safe on any number of replicas: each site is marked by
+    one of them only, and stays marked until its capacity is confirmed again."""
+    assert tx.writable
+    return await sites.announce_stale(
+        tx.conn,
+        tx.at,
+        capacity.stale_before(tx.at, stale_after),
+        EventType.SITE_CAPACITY_STALE,
+        limit,
+    )

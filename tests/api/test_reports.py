@@ -19,8 +19,7 @@ from typing import Any
 
 from service.db import Pool
 from service.jobs import sweep_once
-from service.usecases import tx
-from service.usecases.purge import purge
+from service.usecases.purge import erase
 from tests.support.clock import ManualClock
 from tests.support.world import World, new_key, site_body, unique
 
@@ -636,11 +635,8 @@ async def test_a_scripted_month_reports_every_figure_as_done_and_survives_erasur
     # is a state of that moment, not of the window).
     asked_at = clock.now()
     clock.set(t0 + WINDOW + timedelta(days=RETENTION_DAYS, hours=2))
-    async with (
-        db.acquire() as conn,
-        tx.writing(conn, at=clock.now(), who=None, on_behalf="cli") as unit,
-    ):
-        done = await purge(unit, RETENTION_DAYS, 24)
+    done = await erase(db, clock, RETENTION_DAYS, 24, on_behalf="cli", wait=True)
+    assert done is not None
     assert done.erased >= 18
     clock.set(asked_at)
     for (key, params, _, _), (body, raw, public, public_raw) in zip(scenarios, before, strict=True):

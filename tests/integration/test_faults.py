@@ -1,5 +1,5 @@
 """Faults, against `pos serve` processes: two replicas racing, PostgreSQL going away and coming
-back under load, and SIGTERM under load.
+back under load, SIGTERM under load, and SIGTERM in the middle of an erasure backlog.
 
 Each test is bounded (deadlines, never a sleep waiting for state) and takes a few seconds.
 """
@@ -23,6 +23,7 @@ import asyncpg
 from service.db import ensure_database, with_database
 from service.migrate import migrate
 from service.queries import beds, reference, sites
+from tests.support.backlog import add_backlog, erased_once_each, long_ago, unerased
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
 from tests.support.world import booking_body, cli_key, site_body, unique
@@ -401,3 +402,110 @@ async def test_sigterm_under_load_answers_every_request_sent_before_it(
     assert set(answered) <= {201, 409}, answered  # None would be a request dropped unanswered
     after = {status for sent, status, _ in outcomes if sent.at is None or sent.at >= signalled_at}
     assert after <= {201, 409, None}, after
+
+
+# Backends on the test's database other than the asking one: what a process left there. In a
+# transaction the server keeps its first reading of pg_stat_activity: read afresh each time.
+OTHER_BACKENDS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
+# The erasure's batch waits for a lock to write its audit rows.
+AUDIT_WAITING = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock'
+      AND query LIKE '%INSERT INTO audit%'
+)
+"""
+
+
+async def _activity(conn: asyncpg.Connection[Any], query: str) -> Any:
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    return await conn.fetchval(query)
+
+
+async def _nothing_left_on_the_server(conn: asyncpg.Connection[Any]) -> None:
+    """Until the server has let go of every backend of the exited process (a backend ends a
+    moment after its client's socket closes); fails after 2 s."""
+    deadline = time.monotonic() + 2
+    while await _activity(conn, OTHER_BACKENDS) != 0:
+        assert time.monotonic() < deadline, await conn.fetch(
+            "SELECT state, wait_event, query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await asyncio.sleep(0.02)
+
+
+async def _stopped_within(server: Server, seconds: float) -> tuple[int, str, float]:
+    """SIGTERM, then (exit code, output, seconds it took); fails if it took longer."""
+    signalled_at = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(seconds + 5):
+        code, output = await server.exited()
+    took = time.monotonic() - signalled_at
+    assert took < seconds, f"{took:.1f} s after SIGTERM; {output[-2000:]}"
+    return code, output, took
+
+
+async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
+    fresh_database: str,
+) -> None:
+    """A backlog of erasure that takes many batches: SIGTERM mid-round ends the process within
+    SHUTDOWN_TIMEOUT_SECONDS (after the current batch: exit 0); with the job stuck inside a
+    batch (the audit table locked) it is cut at the limit (exit 1); neither leaves anything on
+    the server; the next start finishes the round, every booking erased and audited once."""
+    seeded = await _seed(fresh_database, beds_count=1, officers=0)
+    count, timeout = 3000, 5.0
+    env = pos_env(
+        DATABASE_URL=fresh_database,
+        LOG_LEVEL="info",
+        ERASURE_BATCH_SIZE="20",
+        SHUTDOWN_TIMEOUT_SECONDS=str(timeout),
+    )
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        force = await conn.fetchval("SELECT code FROM force")
+        suite = await add_backlog(
+            conn, seeded.bed_ids[0], force, count, long_ago(datetime.now(UTC))
+        )
+
+        # 1. SIGTERM while the round drains: the job ends its batch and the process exits 0.
+        async with served(env, drain=True) as server:
+            deadline = time.monotonic() + 30
+            while await unerased(conn, suite) == count:
+                assert time.monotonic() < deadline, "the erasure did not start"
+                await asyncio.sleep(0.01)
+            code, output, _ = await _stopped_within(server, timeout)
+        assert code == 0, output[-2000:]
+        assert "erasure job stopped" in output
+        await _nothing_left_on_the_server(conn)
+        left = await unerased(conn, suite)
+        assert 0 < left < count, "SIGTERM did not land mid-round: make the backlog bigger"
+
+        # 2. The job stuck inside a batch (its audit rows wait for a lock): cut at the limit,
+        # its query cancelled on the server, exit 1.
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+            async with served(env, drain=True) as server:
+                deadline = time.monotonic() + 30
+                while not await _activity(conn, AUDIT_WAITING):
+                    assert time.monotonic() < deadline, "the erasure did not reach its audit"
+                    await asyncio.sleep(0.01)
+                code, output, _ = await _stopped_within(server, timeout)
+            assert code == 1, output[-2000:]
+            assert "erasure job cut at the shutdown limit" in output
+            await _nothing_left_on_the_server(conn)
+        assert await unerased(conn, suite) == left  # the cut batch rolled back
+
+        # 3. The next start finishes the round.
+        async with served(env, drain=True) as server:
+            deadline = time.monotonic() + 60
+            while await unerased(conn, suite) > 0:
+                assert time.monotonic() < deadline, "the next start did not finish the erasure"
+                await asyncio.sleep(0.05)
+            code, output, _ = await _stopped_within(server, timeout)
+        assert code == 0, output[-2000:]
+        assert await erased_once_each(conn, suite) == []
+    finally:
+        await conn.close()
