@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from service import jobs, paging
+from service import jobs, keys
 from service.db import Pool
+from service.handlers.events import feed_cursor
 from service.jobs import erase_once
 from service.queries import events as event_queries
 from service.usecases import purge
@@ -100,11 +101,12 @@ async def test_a_round_asked_to_stop_ends_after_its_batch_and_the_next_goes_on(
         assert await erased_once_each(conn, suite) == []
 
 
-async def _feed_head(db: Pool) -> str:
+async def _feed_head(world: World, db: Pool) -> str:
     async with db.acquire() as conn:
         row = await conn.fetchrow(event_queries.HEAD)
     assert row is not None
-    return paging.encode(row["tx"], row["id"])
+    sealer = await world.api.client.server.app[keys.CURSORS].get()
+    return feed_cursor(sealer, (row["tx"], row["id"]))
 
 
 async def _long_poll_for(world: World, after: str, booking_id: str, seconds: float) -> float:
@@ -131,7 +133,7 @@ async def test_an_event_committed_while_a_backlog_drains_reaches_a_long_poll_at_
     world: World, db: Pool, clock: ManualClock, make_api: AppFactory
 ) -> None:
     site_id, suite = await _backlog(world, db, clock, DRAIN)
-    cursor = await _feed_head(db)
+    cursor = await _feed_head(world, db)
     # A replica with its jobs on: its first erasure round starts at once.
     await make_api(run_jobs=True)
 
