@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from service.ratelimit import LongPolls, RateLimiter
     from service.refusals import RefusalWatch
     from service.stopping import Shutdown
+    from service.usecases.alerts import Refusal
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -66,6 +67,9 @@ BOOKING_REPLAY: web.AppKey[BookingReplay] = web.AppKey("booking_replay")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # The request id every log line and audit row of the request carries.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+# Set by a handler whose request a limit refused and that must be audited and alerted: recorded
+# by service.refusals once the request's own unit of work is over.
+REFUSAL: web.RequestKey[Refusal] = web.RequestKey("refusal")
 # Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
 # this connection's transaction.
 CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")

@@ -1,10 +1,16 @@
-"""A key refused by limits many times in an hour becomes a security alert (issue 14).
+"""Refusals by limits, recorded for the national coordinators (issue 14).
 
-Every 429 a key is answered (its request rate, its holds and bookings not yet arrived, how far
-ahead it books, its parked long-polls) is counted here, in process, per clock hour; the
-refusal that reaches ALERT_REFUSALS_PER_HOUR raises one alert (which further replicas reaching
-it in the same hour count up, not repeat). Nothing is written to the database per refusal, so
-a key hammering a limit cannot make the service write at its rate.
+A hold refused by a cap or the lead time is audited and alerted each time (the handler names
+it in `keys.REFUSAL`; the write rate limit bounds how often a key can cause that). Every other
+429 a key is answered (its request rate, its parked long-polls) is only counted, in process,
+per clock hour: the refusal that reaches ALERT_REFUSALS_PER_HOUR raises one
+`repeated_refusals` alert (further replicas reaching it in the same hour count up on it).
+With N replicas a key may be refused up to N times the threshold before it is seen.
+
+Both are written here, outside the idempotency middleware, once the refused request's own
+unit of work has rolled back and given its connection back (waiting for a second connection
+while holding the first would let refusals starve the pool), each in a short transaction of
+its own. Recording is best effort: if the database fails here, the 429 still goes out.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from service import keys
+from service.domain.access import Principal
 from service.errors import Problem
 from service.usecases import alerts, tx
 from service.vocab import AlertKind
@@ -33,6 +40,7 @@ class RefusalWatch:
     def __init__(self, per_hour: int) -> None:
         self.per_hour = per_hour
         self._counts: dict[UUID, tuple[int, int]] = {}
+        self._prune_from = _PRUNE_FROM
 
     def count(self, key_id: UUID, at: datetime) -> bool:
         """Count one refusal; True exactly when it is the hour's `per_hour`-th for the key."""
@@ -40,8 +48,9 @@ class RefusalWatch:
         seen_hour, seen = self._counts.get(key_id, (hour, 0))
         refused = (seen if seen_hour == hour else 0) + 1
         self._counts[key_id] = (hour, refused)
-        if len(self._counts) >= _PRUNE_FROM:
+        if len(self._counts) >= self._prune_from:
             self._counts = {k: v for k, v in self._counts.items() if v[0] == hour}
+            self._prune_from = max(_PRUNE_FROM, 2 * len(self._counts))
         return refused == self.per_hour
 
 
@@ -50,8 +59,8 @@ async def watch_refusals(
     request: web.Request,
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
-    """Counts the 429s of authenticated requests; runs after authentication, outside the
-    rate limit (whose refusals count too)."""
+    """Records the 429s of authenticated requests; runs after authentication, outside the
+    rate limit (whose refusals count too) and the idempotency middleware."""
     try:
         response = await handler(request)
     except Problem as problem:
@@ -68,22 +77,38 @@ async def _refused(request: web.Request, slug: str) -> None:
     if who is None:
         return
     at = request.app[keys.CLOCK].now()
+    refusal = request.get(keys.REFUSAL)
+    if refusal is not None:
+        await _record(request, who, at, lambda unit: alerts.refused(unit, refusal))
     watch = request.app[keys.REFUSAL_WATCH]
     if not watch.count(who.key_id, at):
         return
+    last = refusal.cap if refusal is not None else slug
     alert = alerts.Alert(
         kind=AlertKind.REPEATED_REFUSALS,
         detail=(
             f"{who.actor} key was refused by limits {watch.per_hour} times within the hour"
-            f" (the last: {slug})"
+            f" (the last: {last})"
         ),
         api_key_id=who.key_id,
         force_code=who.force_code,
         provider_id=who.provider_id,
     )
-    # Its own unit of work: the refused request's has rolled back, or never began.
-    async with (
-        request.app[keys.POOL].acquire() as conn,
-        tx.writing(conn, at=at, who=who, request_id=request.get(keys.REQUEST_ID)) as unit,
-    ):
-        await alerts.raise_alert(unit, alert)
+    await _record(request, who, at, lambda unit: alerts.raise_alert(unit, alert))
+
+
+async def _record(
+    request: web.Request,
+    who: Principal,
+    at: datetime,
+    write: Callable[[tx.Tx], Awaitable[None]],
+) -> None:
+    """One short unit of work of its own; a failure is logged, and the 429 still answered."""
+    try:
+        async with (
+            request.app[keys.POOL].acquire() as conn,
+            tx.writing(conn, at=at, who=who, request_id=request.get(keys.REQUEST_ID)) as unit,
+        ):
+            await write(unit)
+    except Exception as exc:  # best effort: the refusal itself must still be answered
+        log.warning("refusal not recorded", error=type(exc).__name__)

@@ -265,3 +265,6 @@ class AddressWithheld(StrEnum):
     BEFORE_LEAD_TIME = "before_lead_time"
     PHONE_ONLY = "phone_only"
     BUDGET_SPENT = "budget_spent"
+    # A list never discloses: reading many bookings must not spend a key's budget on its
+    # colleagues' (found by review); the booking read on its own does.
+    LISTED = "listed"

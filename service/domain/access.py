@@ -103,6 +103,8 @@ def withheld_detail(reason: AddressWithheld, start: datetime, lead: timedelta) -
         return f"the address and phone are shown from {shown_from}, when the stay is near; {call}"
     if reason == AddressWithheld.PHONE_ONLY:
         return f"this house gives its address by phone only: {call} for it"
+    if reason == AddressWithheld.LISTED:
+        return "a list never shows addresses: read the booking itself to be shown its address"
     return (
         "this key or its force has been shown as many addresses as it may in 24 hours:"
         f" {call} for the address"

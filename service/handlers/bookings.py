@@ -23,7 +23,6 @@ from service.handlers.common import (
     read_body,
     read_query,
     reading,
-    recording,
     writing,
 )
 from service.models import (
@@ -131,9 +130,11 @@ async def create_booking(request: web.Request) -> web.Response:
         metrics.limited.labels(refused.cap).inc()
         metrics.holds.labels("capped").inc()
         log.info("hold refused by cap", limit=refused.cap)
-        # Audited and alerted apart: the refused transaction has rolled back.
-        async with recording(request) as tx:
-            await alerts.refused(tx, refused.cap, _CAP_ALERTS[type(refused)], refused.detail)
+        # Audited and alerted by service.refusals once this request's unit of work (and its
+        # connection) is gone: the refused transaction rolls back.
+        request[keys.REFUSAL] = alerts.Refusal(
+            refused.cap, _CAP_ALERTS[type(refused)], refused.detail
+        )
         raise
     except _NOT_ATTEMPTED:
         raise

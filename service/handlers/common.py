@@ -159,18 +159,6 @@ async def writing(request: web.Request) -> AsyncIterator[Tx]:
 
 
 @asynccontextmanager
-async def recording(request: web.Request) -> AsyncIterator[Tx]:
-    """A unit of work of its own on a fresh pooled connection, whatever the request's: for
-    what must be recorded although the request's own work rolls back (a refusal by a limit)."""
-    who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)
-    async with (
-        request.app[keys.POOL].acquire() as conn,
-        tx.writing(conn, at=at, who=who, request_id=request_id) as unit,
-    ):
-        yield unit
-
-
-@asynccontextmanager
 async def reading(request: web.Request) -> AsyncIterator[Tx]:
     """For use cases that read nothing personal: a connection without a transaction."""
     who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)

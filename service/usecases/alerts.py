@@ -61,16 +61,27 @@ async def raise_alert(tx: Tx, alert: Alert) -> None:
         log.warning("security alert", kind=str(alert.kind), alert_id=str(row["id"]))
 
 
-async def refused(tx: Tx, cap: str, kind: AlertKind, detail: str) -> None:
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused by a limit that is audited and alerted each time: which limit, the
+    alert's kind, and what the caller was told."""
+
+    cap: str
+    kind: AlertKind
+    detail: str
+
+
+async def refused(tx: Tx, refusal: Refusal) -> None:
     """A request the caller's key made was refused by a limit: audited (naming the limit) and
-    alerted. Run in a transaction of its own: the refused one has rolled back."""
+    alerted. Run in a transaction of its own, once the refused one has rolled back and given
+    its connection back."""
     who = tx.caller
-    await tx.audit(AuditAction.REFUSE, ObjectType.API_KEY, who.key_id, [cap])
+    await tx.audit(AuditAction.REFUSE, ObjectType.API_KEY, who.key_id, [refusal.cap])
     await raise_alert(
         tx,
         Alert(
-            kind=kind,
-            detail=f"{who.actor} key refused by the {cap} limit: {detail}",
+            kind=refusal.kind,
+            detail=f"{who.actor} key refused by the {refusal.cap} limit: {refusal.detail}",
             api_key_id=who.key_id,
             force_code=who.force_code,
             provider_id=who.provider_id,

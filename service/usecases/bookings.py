@@ -103,10 +103,12 @@ class BookingPage:
 # --- showing --------------------------------------------------------------------------------
 
 
-async def _visible(tx: Tx, row: asyncpg.Record, policy: Policy) -> dict[str, Any]:
+async def _visible(
+    tx: Tx, row: asyncpg.Record, policy: Policy, *, listed: bool = False
+) -> dict[str, Any]:
     """The booking as the caller may see it: the site's address and phone only where allowed
     (issue 14: to an officer, once the person is about to travel, never for a phone-only site,
-    and within the disclosure budget), else why not."""
+    never in a list, and within the disclosure budget), else why not."""
     who = tx.caller
     booking = dict(row)
     del booking["provider_id"]
@@ -121,7 +123,11 @@ async def _visible(tx: Tx, row: asyncpg.Record, policy: Policy) -> dict[str, Any
         phone_only=phone_only,
     )
     if withheld is None and who.role == Role.OFFICER:
-        withheld = await _disclose(tx, booking["id"], booking["site_id"], policy)
+        withheld = (
+            AddressWithheld.LISTED
+            if listed
+            else await _disclose(tx, booking["id"], booking["site_id"], policy)
+        )
     if withheld is not None:
         for name in SITE_CONTACT:
             site.pop(name, None)
@@ -219,7 +225,7 @@ async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> BookingP
         # One more than the page: it only says that another page follows.
         limit=query.limit + 1,
     )
-    items = [await _visible(tx, row, policy) for row in rows[: query.limit]]
+    items = [await _visible(tx, row, policy, listed=True) for row in rows[: query.limit]]
     await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b["id"], _shown(b)) for b in items])
     return BookingPage(items=items, more=len(rows) > query.limit)
 
@@ -239,8 +245,10 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
     assert who.force_code is not None
     gender = command.needs.gender
     assert gender is not None, "a hold names the person's gender"
+    # A malformed window is a 400 like any bad input; only a well-formed one too far ahead is
+    # the limit's refusal (429, audited and alerted).
+    check_window(command.start, command.end, tx.at)
     check_lead(command.start, tx.at, policy.max_lead)
-    check_window(command.start, command.end, tx.at, policy.max_lead)
     site = await bookings.site_for_booking(tx.conn, command.site_id)
     if site is None:
         raise NotFound("site not found")

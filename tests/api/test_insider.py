@@ -142,6 +142,10 @@ async def test_a_stay_may_start_at_most_the_lead_time_ahead(
     )
     assert search.status == 400 and search.field_names() == {"start"}
     assert (await _hold(api, world.officer, site["id"], clock, hours=47)).status == 201
+    # A window no booking may have (beyond the 90-day horizon) is bad input, a 400 and no
+    # refusal, whatever the lead time.
+    beyond = await _hold(api, world.officer, site["id"], clock, hours=91 * 24)
+    assert beyond.status == 400 and beyond.field_names() == {"start"}
     officer_id = await _key_id(api, world.admin, world.officer)
     assert await _refusals_audited(db, officer_id) == [["max_lead"]]
     (alert,) = await _alerts(api, world.admin, key_id=officer_id)
@@ -202,6 +206,7 @@ async def test_a_phone_only_site_never_shows_its_address_to_an_officer(
     assert "address" not in as_officer.body["site"]
     listed = await world.all_bookings(site_id=site["id"])
     assert all("address" not in b["site"] for b in listed)
+    assert {b["site"]["address_withheld"]["reason"] for b in listed} == {"phone_only"}
     # The provider can lift it (or set it) like any other field.
     patched = await world.api.patch(
         f"/v1/sites/{site['id']}", {"address_by_phone_only": False}, key=world.provider
@@ -240,6 +245,9 @@ async def test_past_its_disclosure_budget_a_key_is_told_to_call_and_an_alert_is_
     alerts = await _alerts(api, world.admin, force=world.force, kind="disclosure_budget")
     assert len(alerts) == 2 and len({a["key_id"] for a in alerts}) == 2
     assert all(a["force"] == world.force and a["site_id"] for a in alerts)
+    # Reading the force's list spends nothing: it never shows an address.
+    listed = await api.all_items("/v1/bookings", key=colleague, params={"status": "confirmed"})
+    assert {b["site"]["address_withheld"]["reason"] for b in listed} == {"listed"}
     # A day later the budget is whole again.
     clock.advance(hours=25)
     later = await api.get(f"/v1/bookings/{third['id']}", key=world.officer)
@@ -327,3 +335,26 @@ async def test_a_key_refused_by_limits_many_times_in_an_hour_raises_one_alert(
     for _ in range(4):
         await api.get("/v1/availability", key=world.officer, params=params)
     assert len(await _alerts(api, world.admin, kind="repeated_refusals", force=world.force)) == 2
+
+
+async def test_refusals_sent_with_idempotency_keys_never_starve_the_pool(
+    world: World, make_api: AppFactory, clock: ManualClock, db: Pool
+) -> None:
+    """A refusal is recorded once the request's own connection is back: with a pool of three
+    and four idempotent holds refused at once, each waiting for a second connection while
+    holding its first would hang the service (found by review)."""
+    api = await make_api(
+        settings_overrides={"booking_cap_per_key": 1, "hold_cap_per_key": 1, "db_pool_max": 3}
+    )
+    sites = [await _instant_site(world) for _ in range(5)]
+    assert (await _hold(api, world.officer, sites[0]["id"], clock)).status == 201
+
+    async def refused(site: dict[str, Any]) -> Reply:
+        body = booking_body(site["id"], clock.now())
+        headers = {"Idempotency-Key": unique("refused")}
+        return await api.post("/v1/bookings", body, key=world.officer, headers=headers)
+
+    replies = await asyncio.wait_for(asyncio.gather(*(refused(s) for s in sites[1:])), 15)
+    assert [r.status for r in replies] == [429] * 4
+    officer_id = await _key_id(api, world.admin, world.officer)
+    assert await _refusals_audited(db, officer_id) == [["bookings_per_key"]] * 4
