@@ -76,8 +76,8 @@ SELECT coalesce((SELECT max(e.tx) FROM event e WHERE e.tx < h.horizon), h.horizo
 FROM (SELECT event_horizon() AS horizon) AS h
 """
 
-# What the event listener watches: the horizon (every transaction below it has ended, so the
-# events below it are the readable ones), and whether committed events are held back behind a
+# What the event listener watches: the horizon (every transaction below it that may write
+# events has ended, so the events below it are the readable ones), and whether committed events are held back behind a
 # transaction still running (readable once it ends, which notifies no one when it wrote no
 # events).
 WATCH = """
@@ -97,9 +97,10 @@ WHERE e.tx >= $1::text::xid8 AND e.tx < $2::text::xid8
 # The key that seals cursors (sql/0016_feed_privacy_and_revocation.sql).
 CURSOR_KEY = "SELECT secret FROM cursor_key"
 
-# Every transaction below this one has ended: the bound up to which a read is complete. Read
-# before the events (any transaction below it has committed or rolled back by then, so the
-# read that follows sees all of them).
+# Every transaction below this one that may write events has ended (sql/0021: this database's
+# service sessions; the others write none): the bound up to which a read is complete. Read
+# before the events (any such transaction below it has committed or rolled back by then, so
+# the read that follows sees all of them).
 HORIZON = "SELECT event_horizon()::text"
 
 # A position before every event.
