@@ -77,9 +77,9 @@ FROM (SELECT event_horizon() AS horizon) AS h
 """
 
 # What the event listener watches: the horizon (every transaction below it that may write
-# events has ended, so the events below it are the readable ones), and whether committed events are held back behind a
-# transaction still running (readable once it ends, which notifies no one when it wrote no
-# events).
+# events has ended, so the events below it are the readable ones), and whether committed
+# events are held back behind a transaction still running (readable once it ends, which
+# notifies no one when it wrote no events).
 WATCH = """
 SELECT s.xmin::text AS horizon,
        EXISTS (SELECT 1 FROM event e WHERE e.tx >= s.xmin) AS held_back

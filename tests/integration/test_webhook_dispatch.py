@@ -218,9 +218,7 @@ async def caught_up(db: Pool, within: float = 10) -> None:
     deadline = time.monotonic() + within
     while True:
         async with db.acquire() as conn:
-            hidden = await conn.fetchval(
-                "SELECT count(*) FROM event WHERE tx >= event_horizon()"
-            )
+            hidden = await conn.fetchval("SELECT count(*) FROM event WHERE tx >= event_horizon()")
         if hidden == 0:
             return
         assert time.monotonic() < deadline, "the feed never caught up"
