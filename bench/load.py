@@ -228,10 +228,15 @@ def find_pgbench() -> str:
     return found
 
 
+# pgbench replays the service's writes, events included: only sessions named as the service's
+# may write events (sql/0021_feed_horizon.sql).
+PGBENCH_APP = "places-of-safety/pgbench"
+
+
 def libpq_env(dsn: str, options: dict[str, str]) -> dict[str, str]:
     """A DSN as libpq environment variables (pgbench takes no URL with every option)."""
     parts = urlsplit(dsn)
-    env = {**os.environ, "PGAPPNAME": "bench-pgbench"}
+    env = {**os.environ, "PGAPPNAME": PGBENCH_APP}
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     host = query.get("host") or parts.hostname
     if host:

@@ -80,6 +80,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 # Lapsed holds and pending requests, written off. SKIP LOCKED: rows another transaction is
 # already acting on (a confirm, another replica's sweep) are left to it. The stay ended when
 # it lapsed (as its history says), not when the sweep came by.
+#
+# A batch's records come from the same statement's result, not a round trip per booking
+# (issue 15 item 1), and are the rows each booking's own would be (service/queries/records.py):
+# a step of history dated when it lapsed ($5 held / $6 pending: why), the booking's event and
+# its site's availability change in that order, booking by booking, and one audit row each,
+# as the service ($4: its name; $7: the request, when a request's hold wrote them off). The
+# events are built from the UPDATE's result: the other parts of one statement see the rows as
+# they were before it.
 EXPIRE_LAPSED = """
 WITH due AS (
     SELECT id, status,
@@ -92,11 +100,47 @@ WITH due AS (
     ORDER BY id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE allocation a SET status = 'expired', updated_at = $1, ended_at = due.lapsed_at
+    FROM due
+    WHERE a.id = due.id
+    RETURNING a.id, a.site_id, a.status, a.bed_id, a.period, due.status AS was, due.lapsed_at
+), history AS (
+    INSERT INTO booking_transition (booking_id, action, status, at, actor, reason)
+    SELECT e.id, 'expire', 'expired', e.lapsed_at, $4,
+           CASE e.was WHEN 'held' THEN $5::text ELSE $6::text END
+    FROM expired e
+    ORDER BY e.id
+    RETURNING 1
+), events AS (
+    INSERT INTO event (type, booking_id, site_id, force_code, provider_id, data, occurred_at)
+    SELECT x.type, x.booking_id, x.site_id, x.force_code, s.provider_id, x.data, e.lapsed_at
+    FROM expired e
+    JOIN booking b ON b.id = e.id
+    JOIN site s ON s.id = e.site_id
+    CROSS JOIN LATERAL (VALUES
+        (1, 'booking.expired', b.id, b.site_id, b.force_code,
+         jsonb_build_object(
+             'booking_id', b.id, 'status', e.status, 'site_id', b.site_id,
+             'force', b.force_code, 'bed_id', e.bed_id,
+             'start', lower(e.period), 'end', upper(e.period)
+         )),
+        (2, 'site.availability_changed', NULL, e.site_id, NULL,
+         jsonb_build_object('site_id', e.site_id, 'cause', 'booking_released'))
+    ) AS x (n, type, booking_id, site_id, force_code, data)
+    ORDER BY e.id, x.n
+    RETURNING 1
+), audited AS (
+    INSERT INTO audit (at, role, request_id, action, object_type, object_id, fields)
+    SELECT $1, $4, $7, 'expire', 'booking', e.id::text, ARRAY['status']
+    FROM expired e
+    ORDER BY e.id
+    RETURNING 1
 )
-UPDATE allocation a SET status = 'expired', updated_at = $1, ended_at = due.lapsed_at
-FROM due
-WHERE a.id = due.id
-RETURNING a.id, a.site_id, due.status AS was, due.lapsed_at
+SELECT (SELECT count(*) FROM expired) AS expired,
+       (SELECT count(*) FROM history) AS history,
+       (SELECT count(*) FROM events) AS events,
+       (SELECT count(*) FROM audited) AS audited
 """
 
 LOCK_FOR_ACTION = """
@@ -278,10 +322,23 @@ async def expire_lapsed(
     conn: Connection,
     at: datetime,
     *,
-    bed_id: UUID | None = None,
-    limit: int = 500,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(EXPIRE_LAPSED, at, bed_id, limit)
+    bed_id: UUID | None,
+    limit: int,
+    on_behalf: str,
+    held_reason: str,
+    pending_reason: str,
+    request_id: str | None,
+) -> int:
+    """Expires up to `limit` lapsed bookings (on one bed, or anywhere) with their records, as
+    the service named `on_behalf`; how many."""
+    row = await conn.fetchrow(
+        EXPIRE_LAPSED, at, bed_id, limit, on_behalf, held_reason, pending_reason, request_id
+    )
+    assert row is not None
+    expired: int = row["expired"]
+    assert row["history"] == row["audited"] == expired
+    assert row["events"] == 2 * expired
+    return expired
 
 
 async def lock_for_action(

@@ -1,7 +1,9 @@
 """The event feed: committed events in feed order, (tx, id), as each scope may read them.
 
-Only events of transactions older than every transaction still in progress are read
-(sql/0010_feed_and_webhooks.sql says why): an event that commits late is never passed over.
+Only events of transactions older than every transaction still in progress that may write
+events are read (sql/0010_feed_and_webhooks.sql says why; sql/0021_feed_horizon.sql which
+ones count: this database's service sessions, not another database's transactions nor an
+operator's): an event that commits late is never passed over.
 One statement per scope, so each is planned through its own index."""
 
 from __future__ import annotations
@@ -69,20 +71,19 @@ LIMIT $4
 
 # Where a new reader or subscription starts when it asks for "from now on": the feed's end.
 HEAD = """
-SELECT coalesce(max(tx), pg_snapshot_xmin(pg_current_snapshot()))::text AS tx,
-       coalesce(max(id), 0) AS id
-FROM event
-WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+SELECT coalesce((SELECT max(e.tx) FROM event e WHERE e.tx < h.horizon), h.horizon)::text AS tx,
+       coalesce((SELECT max(e.id) FROM event e WHERE e.tx < h.horizon), 0) AS id
+FROM (SELECT event_horizon() AS horizon) AS h
 """
 
-# What the event listener watches: the horizon (every transaction below it has ended, so the
-# events below it are the readable ones), and whether committed events are held back behind a
-# transaction still running (readable once it ends, which notifies no one when it wrote no
-# events).
+# What the event listener watches: the horizon (every transaction below it that may write
+# events has ended, so the events below it are the readable ones), and whether committed
+# events are held back behind a transaction still running (readable once it ends, which
+# notifies no one when it wrote no events).
 WATCH = """
 SELECT s.xmin::text AS horizon,
        EXISTS (SELECT 1 FROM event e WHERE e.tx >= s.xmin) AS held_back
-FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS s
+FROM (SELECT event_horizon() AS xmin) AS s
 """
 
 # Whose events became readable when the horizon moved from $1 to $2: each (type, force,
@@ -96,10 +97,11 @@ WHERE e.tx >= $1::text::xid8 AND e.tx < $2::text::xid8
 # The key that seals cursors (sql/0016_feed_privacy_and_revocation.sql).
 CURSOR_KEY = "SELECT secret FROM cursor_key"
 
-# Every transaction below this one has ended: the bound up to which a read is complete. Read
-# before the events (any transaction below it has committed or rolled back by then, so the
-# read that follows sees all of them).
-HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+# Every transaction below this one that may write events has ended (sql/0021: this database's
+# service sessions; the others write none): the bound up to which a read is complete. Read
+# before the events (any such transaction below it has committed or rolled back by then, so
+# the read that follows sees all of them).
+HORIZON = "SELECT event_horizon()::text"
 
 # A position before every event.
 START: tuple[str, int] = ("0", 0)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from service.db import Pool
+from service.db import Connection, Pool
 from service.jobs import sweep_once
+from service.usecases import tx
+from service.usecases.expiry import expire_lapsed
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
 from tests.support.world import World, new_key, unique
@@ -178,3 +181,129 @@ async def test_a_lapsed_hold_written_off_by_another_forces_hold_is_the_systems_d
         )
     assert [dict(r) for r in expired] == [{"role": "system", "api_key_id": None, "scope": None}]
     assert dict(transition) == {"actor": "system", "api_key_id": None}
+
+
+class _Counting:
+    """A connection that counts the statements sent through it."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.statements = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+            self.statements += 1
+        return attr
+
+
+async def test_a_sweep_batch_writes_its_records_in_one_statement_as_each_booking_alone_would(
+    world: World, clock: ManualClock, db: Pool
+) -> None:
+    """Issue 15 item 1: a batch's history, events and audit rows come from the expiring
+    statement's own result (no round trip per booking), and are the rows they always were."""
+    site = await world.site()
+    for _ in range(4):
+        await world.bed(site["id"])
+    made = [await world.book(site["id"], clock.now()) for _ in range(4)]
+    ids = sorted(b["id"] for b in made)
+    clock.advance(seconds=901)
+    async with db.acquire() as conn:
+        counting = _Counting(conn)
+        async with tx.writing(
+            cast(Connection, counting), at=clock.now(), who=None, request_id="req-sweep"
+        ) as unit:
+            assert await expire_lapsed(unit, limit=10_000) >= 4
+        assert counting.statements == 1
+        transitions = await conn.fetch(
+            "SELECT booking_id::text, action, status, at, actor, api_key_id, reason, reason_code"
+            " FROM booking_transition WHERE booking_id = ANY($1::uuid[]) AND action = 'expire'"
+            " ORDER BY booking_id",
+            ids,
+        )
+        events = await conn.fetch(
+            "SELECT type, booking_id::text, site_id::text, force_code, provider_id::text, data,"
+            " occurred_at, public_id FROM event"
+            " WHERE (booking_id = ANY($1::uuid[]) AND type = 'booking.expired')"
+            "    OR (site_id = $2::uuid AND data->>'cause' = 'booking_released')"
+            " ORDER BY id",
+            ids,
+            site["id"],
+        )
+        audits = await conn.fetch(
+            "SELECT object_id, at, api_key_id, role, scope, request_id, fields FROM audit"
+            " WHERE object_id = ANY($1::text[]) AND action = 'expire' ORDER BY object_id",
+            ids,
+        )
+    by_id = {b["id"]: b for b in made}
+    assert [dict(t) for t in transitions] == [
+        {
+            "booking_id": i,
+            "action": "expire",
+            "status": "expired",
+            "at": datetime.fromisoformat(by_id[i]["hold_expires_at"]),
+            "actor": "system",
+            "api_key_id": None,
+            "reason": "hold not confirmed before it expired",
+            "reason_code": None,
+        }
+        for i in ids
+    ]
+    # Per booking, in id order: its own event, then its site's availability change.
+    expected: list[dict[str, Any]] = []
+    for i in ids:
+        lapsed = datetime.fromisoformat(by_id[i]["hold_expires_at"])
+        expected.append(
+            {
+                "type": "booking.expired",
+                "booking_id": i,
+                "site_id": site["id"],
+                "force_code": world.force,
+                "provider_id": world.provider_id,
+                "data": {
+                    "booking_id": i,
+                    "status": "expired",
+                    "site_id": site["id"],
+                    "force": world.force,
+                    "bed_id": by_id[i]["bed_id"],
+                    "start": by_id[i]["start"],
+                    "end": by_id[i]["end"],
+                },
+                "occurred_at": lapsed,
+            }
+        )
+        expected.append(
+            {
+                "type": "site.availability_changed",
+                "booking_id": None,
+                "site_id": site["id"],
+                "force_code": None,
+                "provider_id": world.provider_id,
+                "data": {"site_id": site["id"], "cause": "booking_released"},
+                "occurred_at": lapsed,
+            }
+        )
+    got = [{k: v for k, v in dict(e).items() if k != "public_id"} for e in events]
+    for row in got:
+        row["data"] = _normalised(row["data"])
+    for row in expected:
+        row["data"] = _normalised(row["data"])
+    assert got == expected
+    assert len({e["public_id"] for e in events}) == len(events)
+    assert [dict(a) for a in audits] == [
+        {
+            "object_id": i,
+            "at": clock.now(),
+            "api_key_id": None,
+            "role": "system",
+            "scope": None,
+            "request_id": "req-sweep",
+            "fields": ["status"],
+        }
+        for i in ids
+    ]
+
+
+def _normalised(data: dict[str, Any]) -> dict[str, Any]:
+    """Instants compared as instants (the API and jsonb write them differently)."""
+    return {k: datetime.fromisoformat(v) if k in ("start", "end") else v for k, v in data.items()}

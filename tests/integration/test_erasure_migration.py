@@ -49,7 +49,8 @@ async def test_the_reasons_an_earlier_purge_left_are_erased(
             " personal_erased_at = now() WHERE id = $1",
             erased_id,
         )
-        assert await migrate(conn) == [REASONS_ERASED]
+        upto = [m for m in load_migrations() if m.version <= REASONS_ERASED]
+        assert await migrate(conn, upto) == [REASONS_ERASED]
         steps = [tuple(r) for r in await conn.fetch(STEPS, erased_id)]
         untouched = [tuple(r) for r in await conn.fetch(STEPS, kept_id)]
         audit = await conn.fetch(

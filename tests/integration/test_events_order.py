@@ -30,9 +30,28 @@ RETURNING id, public_id::text
 """
 
 
+# Sessions that write events name themselves as the service's (sql/0021_feed_horizon.sql).
+WRITER = {"application_name": "places-of-safety/test"}
+
+
 @pytest.fixture
 async def connections(database_dsn: str) -> AsyncIterator[list[asyncpg.Connection[Any]]]:
-    conns = [await asyncpg.connect(database_dsn) for _ in range(4)]
+    conns = [await asyncpg.connect(database_dsn, server_settings=WRITER) for _ in range(4)]
+    yield conns
+    for conn in conns:
+        await conn.close()
+
+
+@pytest.fixture
+async def bystanders(
+    database_dsn: str, fresh_database: str
+) -> AsyncIterator[list[asyncpg.Connection[Any]]]:
+    """Sessions that write but never an event: an operator's session in this database (a bulk
+    import, a migration by hand), and one in another database on the same server."""
+    conns = [
+        await asyncpg.connect(database_dsn, server_settings={"application_name": "psql"}),
+        await asyncpg.connect(fresh_database),
+    ]
     yield conns
     for conn in conns:
         await conn.close()
@@ -47,8 +66,8 @@ async def head(world: World, db: Pool) -> str:
 
 
 async def settled(db: Pool) -> None:
-    """Until no committed event is held back: a writing transaction anywhere on the server
-    (other databases' too: transaction ids are the server's) holds the feed back a moment."""
+    """Until no committed event is held back: a service session's transaction in this
+    database holds the feed back a moment."""
     deadline = time.monotonic() + 10
     while True:
         async with db.acquire() as conn:
@@ -161,8 +180,13 @@ async def test_a_long_poll_sees_events_held_back_by_a_writer_that_rolls_back(
 
 
 async def test_a_reader_following_its_cursor_reads_every_event_once_under_interleaved_commits(
-    world: World, db: Pool, connections: list[asyncpg.Connection[Any]]
+    world: World,
+    db: Pool,
+    connections: list[asyncpg.Connection[Any]],
+    bystanders: list[asyncpg.Connection[Any]],
 ) -> None:
+    """With transactions the horizon passes over (another database's, an operator's) coming
+    and going between the writers' too."""
     site = await world.site()
     reader = Reader(world, await head(world, db))
     committed: list[str] = []
@@ -180,7 +204,15 @@ async def test_a_reader_following_its_cursor_reads_every_event_once_under_interl
                 await tx.commit()
                 committed.extend(ids)
 
-    writers = asyncio.gather(*(writer(conn) for conn in connections))
+    async def bystander(conn: asyncpg.Connection[Any]) -> None:
+        for _ in range(12):
+            async with conn.transaction():
+                await conn.fetchval("SELECT txid_current()")
+                await asyncio.sleep(rng.random() / 50)
+
+    writers = asyncio.gather(
+        *(writer(conn) for conn in connections), *(bystander(conn) for conn in bystanders)
+    )
     while not writers.done():
         await reader.read(limit=7)
     await writers
@@ -190,3 +222,51 @@ async def test_a_reader_following_its_cursor_reads_every_event_once_under_interl
     assert len(reader.seen) == len(set(reader.seen))
     assert sorted(reader.seen) == sorted(committed)
     assert len(committed) > 30
+
+
+async def test_long_transactions_that_write_no_event_do_not_hold_a_long_poll_back(
+    world: World,
+    db: Pool,
+    connections: list[asyncpg.Connection[Any]],
+    bystanders: list[asyncpg.Connection[Any]],
+) -> None:
+    """Issue 15 item 2: transaction ids are the server's, but a transaction in another database,
+    or one in this database that is not the service's, can never put an event in the feed: it
+    is passed over, and an event committed beside it reaches a long-polling reader at once."""
+    site = await world.site()
+    listener = world.api.client.server.app[keys.EVENT_LISTENER]
+    reader = Reader(world, await head(world, db))
+    held = [conn.transaction() for conn in bystanders]
+    for conn, tx in zip(bystanders, held, strict=True):
+        await tx.start()
+        await conn.fetchval("SELECT txid_current()")  # a writer from now until it ends
+    try:
+        poll = asyncio.create_task(reader.read(wait=20))
+        deadline = time.monotonic() + 10
+        while listener.waiting < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        async with connections[0].transaction():
+            event = await insert(connections[0], world, site["id"])
+        committed = time.monotonic()
+        assert await asyncio.wait_for(poll, 5) == [event.public]
+        assert time.monotonic() - committed < 3
+        # Read again from the start: the event is there, and the head has moved past it.
+        assert await Reader(world, await head(world, db)).read() == []
+    finally:
+        for tx in held:
+            await tx.rollback()
+
+
+async def test_only_the_services_sessions_write_events(
+    world: World, database_dsn: str, bystanders: list[asyncpg.Connection[Any]]
+) -> None:
+    """A session the horizon passes over cannot write an event behind it: not one of another
+    name, and not one that takes the service's name after it connected."""
+    site = await world.site()
+    operator = bystanders[0]
+    with pytest.raises(asyncpg.RaiseError, match="only the service writes events"):
+        await insert(operator, world, site["id"])
+    await operator.execute("SET application_name = 'places-of-safety'")
+    with pytest.raises(asyncpg.RaiseError, match="only the service writes events"):
+        await insert(operator, world, site["id"])

@@ -141,7 +141,10 @@ async def test_request_queries_never_scan_the_ledger_in_full(
         ),
         "hold: free beds": (bookings.FREE_BEDS, (site_id, now, later, 0, False, now)),
         "hold: bookings not yet arrived": (bookings.OPEN_BOOKINGS, ("plan-force", key_id, now)),
-        "hold: expire lapsed on the bed": (bookings.EXPIRE_LAPSED, (now, bed_id, 500)),
+        "hold: expire lapsed on the bed": (
+            bookings.EXPIRE_LAPSED,
+            (now, bed_id, 500, "system", "hold lapsed", "request lapsed", None),
+        ),
         "hold: event": (records.INSERT_BOOKING_EVENT, (booking_id, "booking.held", now)),
         "extend: lock": (bookings.LOCK_FOR_ACTION, (booking_id, now)),
         "extend: conflict": (allocations.FIND_CONFLICT, (bed_id, now, later, now)),
