@@ -753,7 +753,13 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
     if "throughput" in large:
         _load_targets(report, add)
-    cold = large["cold_start"]
+    if "cold_start" in large:
+        _cold_start_targets(large["cold_start"], add)
+    _herd_target(large, add)
+    return rows
+
+
+def _cold_start_targets(cold: dict[str, Any], add: Callable[..., None]) -> None:
     peak = cold["peak_rss_mb"]
     add(
         f"cold start, {cold['backlog']:,} erasures due: peak memory",
@@ -798,7 +804,6 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         "drains",
         drained is not None,
     )
-    return rows
 
 
 def _load_targets(
@@ -865,6 +870,11 @@ def _load_targets(
             "p99 <= 1 s",
             p99 is not None and p99 <= 1000,
         )
+
+
+def _herd_target(
+    large: dict[str, Any], add: Callable[[str, float | None, str, str, bool | None], None]
+) -> None:
     parked = large.get("parked_polls")
     if parked is not None:
         ratio = parked["ratio"]
