@@ -26,6 +26,7 @@ from service.queries import beds, reference, sites
 from tests.support.backlog import add_backlog, erased_once_each, long_ago, unerased
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
+from tests.support.until import until
 from tests.support.world import booking_body, cli_key, site_body, unique
 
 PROBLEM_JSON = "application/problem+json"
@@ -166,10 +167,11 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
             await gate.execute("BEGIN")
             await gate.execute("SELECT 1 FROM bed WHERE id = $1::uuid FOR NO KEY UPDATE", last_bed)
             holds = asyncio.gather(*(hold(i) for i in range(1, 1001)))
-            deadline = time.monotonic() + 30
-            while await _waiting_on_locks(watch) < len(replicas) * POOL_MAX:
-                assert time.monotonic() < deadline, "the holds never reached the gate"
-                await asyncio.sleep(0.05)
+
+            async def at_the_gate() -> bool:
+                return await _waiting_on_locks(watch) >= len(replicas) * POOL_MAX
+
+            await until(at_the_gate, 30, what="the holds to reach the gate")
             await gate.execute("ROLLBACK")
             results = await asyncio.wait_for(holds, timeout=120)
         finally:
@@ -248,41 +250,46 @@ async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
             def count(status: int) -> int:
                 return sum(1 for a in answers if a.status == status)
 
-            async def until(what: str, done: Callable[[], bool], within: float) -> None:
-                deadline = time.monotonic() + within
-                while not done():
-                    assert time.monotonic() < deadline, what
+            def alive_and(done: Callable[[], bool]) -> Callable[[], bool]:
+                def check() -> bool:
                     assert server.proc.returncode is None, "the service exited"
-                    await asyncio.sleep(0.02)
+                    return done()
+
+                return check
 
             clients = [asyncio.create_task(client()) for _ in range(4)]
             try:
-                await until("no hold succeeded before the outage", lambda: count(201) >= 20, 30)
+                await until(
+                    alive_and(lambda: count(201) >= 20), 30, what="a hold before the outage"
+                )
 
                 await pg.astop()
                 down_at = time.monotonic()
                 assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
                 outage_answers = len(answers)
                 await until(
-                    "too few answers during the outage",
-                    lambda: len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1,
+                    alive_and(
+                        lambda: (
+                            len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1
+                        )
+                    ),
                     30,
+                    what="answers during the outage",
                 )
                 assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
 
                 up_started = time.monotonic()
                 await pg.astart()
-                up_at = time.monotonic()
-                ready_at = None
-                while ready_at is None:
-                    if (await _readyz(session, server.base))[0] == 200:
-                        ready_at = time.monotonic()
-                    else:
-                        assert time.monotonic() - up_at < 5, "/readyz not 200 within 5 s"
-                        await asyncio.sleep(0.05)
+
+                async def ready() -> bool:
+                    return (await _readyz(session, server.base))[0] == 200
+
+                # A bound that is the point (SPEC: ready again within 5 s of the database).
+                await until(ready, 5, what="/readyz to be 200 within 5 s", every=0.05)
+                ready_at = time.monotonic()
                 after = count(201)
                 await until(
-                    "no hold succeeded after the outage", lambda: count(201) >= after + 20, 30
+                    alive_and(lambda: count(201) >= after + 20), 30, what="a hold after the outage"
                 )
             finally:
                 stop.set()
@@ -377,10 +384,7 @@ async def test_sigterm_under_load_answers_every_request_sent_before_it(
 
         clients = [asyncio.create_task(client(n)) for n in range(40)]
         try:
-            deadline = time.monotonic() + 30
-            while len(outcomes) < 100:
-                assert time.monotonic() < deadline, "too few answers before the signal"
-                await asyncio.sleep(0.02)
+            await until(lambda: len(outcomes) >= 100, 30, what="100 answers before the signal")
             signalled_at = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
@@ -427,14 +431,19 @@ async def _activity(conn: asyncpg.Connection[Any], query: str) -> Any:
 
 async def _nothing_left_on_the_server(conn: asyncpg.Connection[Any]) -> None:
     """Until the server has let go of every backend of the exited process (a backend ends a
-    moment after its client's socket closes); fails after 2 s."""
-    deadline = time.monotonic() + 2
-    while await _activity(conn, OTHER_BACKENDS) != 0:
-        assert time.monotonic() < deadline, await conn.fetch(
+    moment after its client's socket closes); fails after 10 s, showing what is left."""
+
+    async def none_left() -> bool:
+        return await _activity(conn, OTHER_BACKENDS) == 0
+
+    try:
+        await until(none_left, 10, what="the exited process's backends to end", every=0.02)
+    except AssertionError as exc:
+        left = await conn.fetch(
             "SELECT state, wait_event, query FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        await asyncio.sleep(0.02)
+        raise AssertionError(f"{exc}: {left}") from None
 
 
 async def _stopped_within(server: Server, seconds: float) -> tuple[int, str, float]:
@@ -472,10 +481,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
 
         # 1. SIGTERM while the round drains: the job ends its batch and the process exits 0.
         async with served(env, drain=True) as server:
-            deadline = time.monotonic() + 30
-            while await unerased(conn, suite) == count:
-                assert time.monotonic() < deadline, "the erasure did not start"
-                await asyncio.sleep(0.01)
+
+            async def started() -> bool:
+                return await unerased(conn, suite) < count
+
+            await until(started, 30, what="the erasure to start")
             code, output, _ = await _stopped_within(server, timeout)
         assert code == 0, output[-2000:]
         assert "erasure job stopped" in output
@@ -488,10 +498,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
         async with conn.transaction():
             await conn.execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
             async with served(env, drain=True) as server:
-                deadline = time.monotonic() + 30
-                while not await _activity(conn, AUDIT_WAITING):
-                    assert time.monotonic() < deadline, "the erasure did not reach its audit"
-                    await asyncio.sleep(0.01)
+                await until(
+                    lambda: _activity(conn, AUDIT_WAITING),
+                    30,
+                    what="the erasure to reach its audit",
+                )
                 code, output, _ = await _stopped_within(server, timeout)
             assert code == 1, output[-2000:]
             assert "erasure job cut at the shutdown limit" in output
@@ -500,10 +511,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
 
         # 3. The next start finishes the round.
         async with served(env, drain=True) as server:
-            deadline = time.monotonic() + 60
-            while await unerased(conn, suite) > 0:
-                assert time.monotonic() < deadline, "the next start did not finish the erasure"
-                await asyncio.sleep(0.05)
+
+            async def finished() -> bool:
+                return await unerased(conn, suite) == 0
+
+            await until(finished, 60, what="the next start to finish the erasure", every=0.05)
             code, output, _ = await _stopped_within(server, timeout)
         assert code == 0, output[-2000:]
         assert await erased_once_each(conn, suite) == []
