@@ -122,6 +122,7 @@ async def _long_poll_for(world: World, after: str, booking_id: str, seconds: flo
 DRAIN = 40_000
 
 
+@pytest.mark.slow
 async def test_an_event_committed_while_a_backlog_drains_reaches_a_long_poll_at_once(
     world: World, db: Pool, clock: ManualClock, make_api: AppFactory
 ) -> None:

@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
+import pytest
 
 from service.migrate import load_migrations
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
 from tests.support.until import until
 from tests.support.world import cli_key, site_body
+
+pytestmark = pytest.mark.slow  # `pos` processes
 
 
 async def test_two_migrate_processes_apply_each_migration_exactly_once(

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from service.db import Pool
 from service.jobs import erase_once
@@ -340,6 +341,7 @@ async def _vacuums(db: Pool) -> dict[str, int]:
     return {r["relname"]: r["vacuum_count"] for r in rows}
 
 
+@pytest.mark.slow
 async def test_nothing_personal_is_left_in_a_dump_or_a_dead_row_version(
     world: World, db: Pool, clock: ManualClock, database_dsn: str
 ) -> None:

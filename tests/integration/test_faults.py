@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from service.db import ensure_database, with_database
 from service.migrate import migrate
@@ -28,6 +29,8 @@ from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
 from tests.support.until import until
 from tests.support.world import booking_body, cli_key, site_body, unique
+
+pytestmark = pytest.mark.slow  # faults, against `pos serve` processes
 
 PROBLEM_JSON = "application/problem+json"
 LIVE = ("held", "pending", "confirmed", "arrived")

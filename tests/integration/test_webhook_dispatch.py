@@ -526,6 +526,7 @@ async def _hold_and_confirm(base: str, key: str, site_id: str, count: int) -> No
                 assert resp.status == 200, await resp.text()
 
 
+@pytest.mark.slow
 async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
     fresh_database: str,
 ) -> None:
