@@ -10,7 +10,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,6 +109,18 @@ async def _live_allocations(dsn: str, site_id: str) -> list[str]:
 # --- two replicas, one database --------------------------------------------------------------
 
 
+@pytest.fixture
+async def own_database() -> AsyncIterator[str]:
+    """A database on a PostgreSQL server of this test's own. The tests using it hold a
+    transaction open for seconds (a gate on the last bed, the audit table locked): on the
+    server the other workers share, that would hold back every database's event feed for as
+    long (transaction ids, and so the feed's horizon, are the server's), and their long polls
+    would wait on a test they know nothing of."""
+    with throwaway_postgres() as pg:
+        await ensure_database(pg.dsn, "pos")
+        yield with_database(pg.dsn, "pos")
+
+
 POOL_MAX = 10
 
 
@@ -122,7 +134,7 @@ async def _waiting_on_locks(conn: asyncpg.Connection) -> int:
     return count
 
 
-async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_database: str) -> None:
+async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(own_database: str) -> None:
     """1,000 holds for one free bed, split across two `pos serve` processes on one database:
     exactly one wins. Only PostgreSQL's exclusion constraint sees both processes' claims.
 
@@ -130,9 +142,9 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     to keep both replicas busy), the last bed's row is locked, as a competing claim would lock
     it, until every pooled connection of both replicas has found the bed free and waits for it;
     then all of them try to take it at once."""
-    seeded = await _seed(fresh_database, beds_count=2, officers=50)
+    seeded = await _seed(own_database, beds_count=2, officers=50)
     env = pos_env(
-        DATABASE_URL=fresh_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX), **UNLIMITED
+        DATABASE_URL=own_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX), **UNLIMITED
     )
     async with AsyncExitStack() as stack:
         replicas: list[Server] = list(
@@ -164,8 +176,8 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
             ) as resp:
                 return resp.status, (await resp.json())["type"] if resp.status != 201 else ""
 
-        gate = await asyncpg.connect(fresh_database)
-        watch = await asyncpg.connect(fresh_database)
+        gate = await asyncpg.connect(own_database)
+        watch = await asyncpg.connect(own_database)
         try:
             await gate.execute("BEGIN")
             await gate.execute("SELECT 1 FROM bed WHERE id = $1::uuid FOR NO KEY UPDATE", last_bed)
@@ -186,7 +198,7 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     assert {kind for status, kind in results if status == 409} == {
         "urn:places-of-safety:problem:no-capacity"
     }
-    live = await _live_allocations(fresh_database, seeded.site_id)
+    live = await _live_allocations(own_database, seeded.site_id)
     assert sorted(live) == sorted(seeded.bed_ids), live
 
 
@@ -461,21 +473,21 @@ async def _stopped_within(server: Server, seconds: float) -> tuple[int, str, flo
 
 
 async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
-    fresh_database: str,
+    own_database: str,
 ) -> None:
     """A backlog of erasure that takes many batches: SIGTERM mid-round ends the process within
     SHUTDOWN_TIMEOUT_SECONDS (after the current batch: exit 0); with the job stuck inside a
     batch (the audit table locked) it is cut at the limit (exit 1); neither leaves anything on
     the server; the next start finishes the round, every booking erased and audited once."""
-    seeded = await _seed(fresh_database, beds_count=1, officers=0)
+    seeded = await _seed(own_database, beds_count=1, officers=0)
     count, timeout = 3000, 5.0
     env = pos_env(
-        DATABASE_URL=fresh_database,
+        DATABASE_URL=own_database,
         LOG_LEVEL="info",
         ERASURE_BATCH_SIZE="20",
         SHUTDOWN_TIMEOUT_SECONDS=str(timeout),
     )
-    conn = await asyncpg.connect(fresh_database)
+    conn = await asyncpg.connect(own_database)
     try:
         force = await conn.fetchval("SELECT code FROM force")
         suite = await add_backlog(
