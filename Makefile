@@ -26,8 +26,11 @@ check: $(STAMP)
 	$(BIN)/mypy service
 	$(BIN)/lint-imports
 
+# The suite on PYTEST_WORKERS processes (pytest-xdist), each on a database of its own; work is
+# stolen from a busy worker by an idle one. PYTEST_WORKERS=0 runs it in this one process.
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # Not part of `make test`: seeds the national data set (reused across runs) and loads the
 # service for several minutes; BENCH_QUICK=1 for a short smoke run. See bench/README.md.

@@ -1,17 +1,26 @@
-"""Real PostgreSQL for every test: one fresh, migrated database per session, dropped at the end.
+"""Real PostgreSQL for every test: a database of each worker's own, dropped at the end.
 
 DATABASE_URL (a server DSN, e.g. postgresql://postgres@127.0.0.1:5432/postgres) picks the
 server; without it an embedded PostgreSQL starts under .data/test. Tests never share data they
 depend on: each makes its own force, provider and sites with random names.
+
+The suite runs on several processes (pytest-xdist, `make pytest`), or on one (`-n 0`). The
+run's first process to need a database migrates a template, under a server-side advisory lock
+so its siblings wait rather than race; each process then clones it (CREATE DATABASE ...
+TEMPLATE: a file copy, well under a second) into a database of its own. The template's name
+holds a digest of the migrations and the run's id, so runs on one server (two checkouts, CI)
+never share one; each process drops it when it ends, the last one to go for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -23,7 +32,7 @@ from aiohttp.web import BaseRunner
 from service.app import create_app
 from service.db import Pool, create_pool, ensure_database, start_embedded_server, with_database
 from service.log import configure_logging
-from service.migrate import migrate
+from service.migrate import load_migrations, migrate
 from service.server import ServiceRunner
 from service.settings import Settings
 from tests.support.api import Api
@@ -36,11 +45,72 @@ def server_dsn() -> str:
     return os.environ.get("DATABASE_URL") or start_embedded_server(ROOT / ".data" / "test")
 
 
-async def _create_database(server: str, name: str) -> None:
-    await ensure_database(server, name)
-    conn = await asyncpg.connect(with_database(server, name))
+# (class, object) of the advisory lock around a template, taken in the server DSN's database:
+# a class of its own, apart from the service's (service.migrate.LOCK_CLASS).
+TEMPLATE_LOCK_CLASS = 0x504F54
+
+
+def template_name(run_id: str) -> str:
+    """The migrated template of this run: the migrations' digest, then the run's id."""
+    digest = hashlib.sha256("".join(m.checksum for m in load_migrations()).encode()).hexdigest()
+    return f"pos_tpl_{digest[:10]}_{run_id[:12]}"
+
+
+def run_id(config: pytest.Config) -> str:
+    """One id for the whole run: xdist gives its workers the controller's; alone, a new one."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput["testrunuid"])
+    return uuid.uuid4().hex
+
+
+async def _quoted(conn: asyncpg.Connection[Any], name: str) -> str:
+    # Identifiers cannot be parameters; quote_ident makes the name safe.
+    quoted: str = await conn.fetchval("SELECT quote_ident($1)", name)
+    return quoted
+
+
+@asynccontextmanager
+async def _template_lock(conn: asyncpg.Connection[Any], template: str) -> AsyncIterator[None]:
+    lock = "SELECT pg_advisory_lock($1, hashtext($2))"
+    await conn.execute(lock, TEMPLATE_LOCK_CLASS, template)
     try:
-        await migrate(conn)
+        yield
+    finally:
+        await conn.execute(lock.replace("lock(", "unlock("), TEMPLATE_LOCK_CLASS, template)
+
+
+async def clone_template(server: str, template: str, name: str) -> None:
+    """Create database `name` as a copy of `template`, migrating the template first if this is
+    the run's first process to get here (its siblings wait on the lock, then find it made)."""
+    conn = await asyncpg.connect(server)
+    try:
+        async with _template_lock(conn, template):
+            quoted = await _quoted(conn, template)
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template):
+                await conn.execute(f"CREATE DATABASE {quoted}")
+                try:
+                    migrating = await asyncpg.connect(with_database(server, template))
+                    try:
+                        await migrate(migrating)
+                    finally:
+                        await migrating.close()
+                except BaseException:
+                    # Never leave a half-migrated template for a sibling to copy.
+                    await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+                    raise
+            # Waits (up to 5 s) for the migrating connection's backend to end.
+            await conn.execute(f"CREATE DATABASE {await _quoted(conn, name)} TEMPLATE {quoted}")
+    finally:
+        await conn.close()
+
+
+async def drop_template(server: str, template: str) -> None:
+    """Drop this run's template. A sibling still running that later needs it makes it again."""
+    conn = await asyncpg.connect(server)
+    try:
+        async with _template_lock(conn, template):
+            await conn.execute(f"DROP DATABASE IF EXISTS {await _quoted(conn, template)}")
     finally:
         await conn.close()
 
@@ -48,14 +118,19 @@ async def _create_database(server: str, name: str) -> None:
 async def drop_database(server: str, name: str) -> None:
     conn = await asyncpg.connect(server)
     try:
-        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
-        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        await conn.execute(f"DROP DATABASE IF EXISTS {await _quoted(conn, name)} WITH (FORCE)")
     finally:
         await conn.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("warning", "json", cache=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (the sort keeps the order within each part): on several workers the
+    long ones start at once, rather than one of them ending the run on a single worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
@@ -73,11 +148,14 @@ def postgres_server() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_dsn(postgres_server: str) -> Iterator[str]:
+def database_dsn(postgres_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """This process's own migrated database, for the whole session."""
+    template = template_name(run_id(request.config))
     name = f"pos_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_create_database(postgres_server, name))
+    asyncio.run(clone_template(postgres_server, template, name))
     yield with_database(postgres_server, name)
     asyncio.run(drop_database(postgres_server, name))
+    asyncio.run(drop_template(postgres_server, template))
 
 
 @pytest.fixture

@@ -194,6 +194,7 @@ async def test_only_admins_read_the_log(world: World, who: str) -> None:
     assert (await world.api.get("/v1/audit")).status == 401
 
 
+@pytest.mark.slow
 async def test_cli_keys_are_audited_as_cli(world: World, database_dsn: str) -> None:
     env = pos_env(DATABASE_URL=database_dsn)
     code, out, err = await pos(
@@ -210,6 +211,7 @@ async def test_cli_keys_are_audited_as_cli(world: World, database_dsn: str) -> N
     ]
 
 
+@pytest.mark.slow
 async def test_purge_records_one_erase_per_booking_and_keeps_earlier_rows(
     world: World, db: Pool, clock: ManualClock, database_dsn: str
 ) -> None:

@@ -560,6 +560,7 @@ async def test_admins_read_the_audit_log_by_booking_paged(audited: Audited) -> N
         assert refused.status == 403 and refused.problem_type == "forbidden", refused.body
 
 
+@pytest.mark.slow
 async def test_erasing_personal_fields_is_audited_and_keeps_earlier_rows(
     audited: Audited, database_dsn: str
 ) -> None:

@@ -61,6 +61,7 @@ from tests.conftest import AppFactory
 from tests.support.api import Reply, _check
 from tests.support.clock import ManualClock
 from tests.support.process import ROOT
+from tests.support.until import until
 from tests.support.world import bootstrap_admin, unique
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -601,10 +602,10 @@ async def test_the_readme_feed_follower_runs_and_resumes(
         if run == 2:
             feed.steps.append(_page("c4", 4))
         follower = asyncio.create_task(_readme_python(0)["follow"]())
-        deadline = asyncio.get_running_loop().time() + 10
-        while not (saved.exists() and saved.read_text() == expected):
-            assert asyncio.get_running_loop().time() < deadline, feed.requests
-            await asyncio.sleep(0.01)
+        await until(
+            lambda: saved.exists() and saved.read_text() == expected,  # noqa: B023 (awaited here)
+            what=f"the cursor {expected} to be saved",
+        )
         follower.cancel()
         with pytest.raises(asyncio.CancelledError):
             await follower

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -13,6 +12,7 @@ from service.usecases import tx
 from service.usecases.expiry import expire_lapsed
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
+from tests.support.until import until
 from tests.support.world import World, new_key, unique
 
 
@@ -142,10 +142,11 @@ async def test_the_background_job_expires_holds_with_no_request(
     await world.bed(site["id"])
     booking = await world.book(site["id"], clock.now())
     clock.advance(seconds=901)
-    deadline = time.monotonic() + 10
-    while await _status_in_db(db, booking["id"]) != "expired":
-        assert time.monotonic() < deadline, "the expiry job never ran"
-        await asyncio.sleep(0.05)
+
+    async def expired() -> bool:
+        return await _status_in_db(db, booking["id"]) == "expired"
+
+    await until(expired, what="the expiry job to run")
 
 
 async def test_a_lapsed_hold_written_off_by_another_forces_hold_is_the_systems_doing(

@@ -43,6 +43,8 @@ from tests.support.api import SPEC_PATH
 from tests.support.clock import ManualClock
 from tests.support.world import World
 
+pytestmark = pytest.mark.slow  # fuzz: schemathesis generates thousands of requests
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 
 # Refusals of schema-valid requests that the contract documents in prose (the operation's or the

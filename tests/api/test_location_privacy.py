@@ -96,6 +96,7 @@ def _scenarios() -> list[tuple[str, Point, list[Point] | None]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "base", "extra_points"), _scenarios())
 async def test_bisecting_max_km_and_avoid_km_recovers_only_the_cell(
     world: World,
@@ -287,6 +288,7 @@ FROM (SELECT coarse_cell($3, $4) AS c) AS site
 """
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300,
     deadline=None,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from tests.conftest import AppFactory
 from tests.support.api import Api
 from tests.support.clock import ManualClock
+from tests.support.until import until
 from tests.support.world import World, booking_body
 
 
@@ -58,8 +56,9 @@ async def test_expiry_sweeps_are_counted(
     await world.bed(site["id"])
     await world.book(site["id"], clock.now())
     clock.advance(seconds=901)
-    deadline = time.monotonic() + 10
-    while (await _samples(api)).get("pos_expiry_swept_total", 0) < 1:
-        assert time.monotonic() < deadline, "the sweep was never counted"
-        await asyncio.sleep(0.05)
+
+    async def swept() -> bool:
+        return (await _samples(api)).get("pos_expiry_swept_total", 0) >= 1
+
+    await until(swept, what="the sweep to be counted")
     assert (await _samples(api))['pos_expiry_sweeps_total{outcome="ok"}'] >= 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
 
 import yaml
 from aiohttp import web
@@ -71,14 +71,12 @@ async def test_readiness_answers_while_every_pooled_connection_is_busy(
     pool = api.client.server.app[keys.POOL]
     held = [await pool.acquire() for _ in range(2)]
     try:
-        began = time.monotonic()
-        ready = await api.get("/readyz")
-        took = time.monotonic() - began
+        # Answered while both are still held (a wait for the pool would never end).
+        ready = await asyncio.wait_for(api.get("/readyz"), 10)
     finally:
         for conn in held:
             await pool.release(conn)
     assert (ready.status, ready.body) == (200, {"status": "ready"})
-    assert took < 1.5, took
 
 
 async def test_not_ready_when_migrations_are_missing(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import time
 from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
+import pytest
 
 from service.migrate import load_migrations
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
+from tests.support.until import until
 from tests.support.world import cli_key, site_body
+
+pytestmark = pytest.mark.slow  # `pos` processes
 
 
 async def test_two_migrate_processes_apply_each_migration_exactly_once(
@@ -131,24 +134,24 @@ async def test_sigterm_lets_an_in_flight_request_finish(fresh_database: str) -> 
                         headers={"Authorization": f"Bearer {secret}"},
                     )
                 )
-                deadline = time.monotonic() + 10
-                while not await locker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND datname = current_database()"
-                ):
-                    assert time.monotonic() < deadline, "the PATCH never reached the lock"
-                    await asyncio.sleep(0.05)
+                await until(
+                    lambda: locker.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    ),
+                    what="the PATCH to reach the lock",
+                )
 
                 server.proc.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while True:  # the listener closes first: new connections are refused
+
+                def refused() -> bool:  # the listener closes first: new connections are refused
                     try:
                         with socket.create_connection(("127.0.0.1", server.port), timeout=1):
-                            pass
+                            return False
                     except OSError:
-                        break
-                    assert time.monotonic() < deadline, "the listener never closed"
-                    await asyncio.sleep(0.05)
+                        return True
+
+                await until(refused, what="the listener to close")
                 assert server.proc.returncode is None, "exited with a request in flight"
 
                 await locker.execute("COMMIT")

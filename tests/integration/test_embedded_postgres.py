@@ -17,6 +17,8 @@ import pytest
 from service.db import PRIVATE_SOCKET, socket_mode, start_embedded_server
 from tests.support.postgres import throwaway_postgres
 
+pytestmark = pytest.mark.slow  # PostgreSQL servers of their own
+
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:

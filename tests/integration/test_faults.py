@@ -10,7 +10,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from service.db import ensure_database, with_database
 from service.migrate import migrate
@@ -26,7 +27,10 @@ from service.queries import beds, reference, sites
 from tests.support.backlog import add_backlog, erased_once_each, long_ago, unerased
 from tests.support.postgres import throwaway_postgres
 from tests.support.process import UNLIMITED, Server, pos_env, served
+from tests.support.until import until
 from tests.support.world import booking_body, cli_key, site_body, unique
+
+pytestmark = pytest.mark.slow  # faults, against `pos serve` processes
 
 PROBLEM_JSON = "application/problem+json"
 LIVE = ("held", "pending", "confirmed", "arrived")
@@ -105,6 +109,18 @@ async def _live_allocations(dsn: str, site_id: str) -> list[str]:
 # --- two replicas, one database --------------------------------------------------------------
 
 
+@pytest.fixture
+async def own_database() -> AsyncIterator[str]:
+    """A database on a PostgreSQL server of this test's own. The tests using it hold a
+    transaction open for seconds (a gate on the last bed, the audit table locked): on the
+    server the other workers share, that would hold back every database's event feed for as
+    long (transaction ids, and so the feed's horizon, are the server's), and their long polls
+    would wait on a test they know nothing of."""
+    with throwaway_postgres() as pg:
+        await ensure_database(pg.dsn, "pos")
+        yield with_database(pg.dsn, "pos")
+
+
 POOL_MAX = 10
 
 
@@ -118,7 +134,7 @@ async def _waiting_on_locks(conn: asyncpg.Connection) -> int:
     return count
 
 
-async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_database: str) -> None:
+async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(own_database: str) -> None:
     """1,000 holds for one free bed, split across two `pos serve` processes on one database:
     exactly one wins. Only PostgreSQL's exclusion constraint sees both processes' claims.
 
@@ -126,9 +142,9 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     to keep both replicas busy), the last bed's row is locked, as a competing claim would lock
     it, until every pooled connection of both replicas has found the bed free and waits for it;
     then all of them try to take it at once."""
-    seeded = await _seed(fresh_database, beds_count=2, officers=50)
+    seeded = await _seed(own_database, beds_count=2, officers=50)
     env = pos_env(
-        DATABASE_URL=fresh_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX), **UNLIMITED
+        DATABASE_URL=own_database, LOG_LEVEL="warning", DB_POOL_MAX=str(POOL_MAX), **UNLIMITED
     )
     async with AsyncExitStack() as stack:
         replicas: list[Server] = list(
@@ -160,16 +176,17 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
             ) as resp:
                 return resp.status, (await resp.json())["type"] if resp.status != 201 else ""
 
-        gate = await asyncpg.connect(fresh_database)
-        watch = await asyncpg.connect(fresh_database)
+        gate = await asyncpg.connect(own_database)
+        watch = await asyncpg.connect(own_database)
         try:
             await gate.execute("BEGIN")
             await gate.execute("SELECT 1 FROM bed WHERE id = $1::uuid FOR NO KEY UPDATE", last_bed)
             holds = asyncio.gather(*(hold(i) for i in range(1, 1001)))
-            deadline = time.monotonic() + 30
-            while await _waiting_on_locks(watch) < len(replicas) * POOL_MAX:
-                assert time.monotonic() < deadline, "the holds never reached the gate"
-                await asyncio.sleep(0.05)
+
+            async def at_the_gate() -> bool:
+                return await _waiting_on_locks(watch) >= len(replicas) * POOL_MAX
+
+            await until(at_the_gate, 30, what="the holds to reach the gate")
             await gate.execute("ROLLBACK")
             results = await asyncio.wait_for(holds, timeout=120)
         finally:
@@ -181,7 +198,7 @@ async def test_two_replicas_race_a_thousand_holds_for_the_last_bed(fresh_databas
     assert {kind for status, kind in results if status == 409} == {
         "urn:places-of-safety:problem:no-capacity"
     }
-    live = await _live_allocations(fresh_database, seeded.site_id)
+    live = await _live_allocations(own_database, seeded.site_id)
     assert sorted(live) == sorted(seeded.bed_ids), live
 
 
@@ -248,41 +265,46 @@ async def test_postgres_stops_and_restarts_under_a_stream_of_holds() -> None:
             def count(status: int) -> int:
                 return sum(1 for a in answers if a.status == status)
 
-            async def until(what: str, done: Callable[[], bool], within: float) -> None:
-                deadline = time.monotonic() + within
-                while not done():
-                    assert time.monotonic() < deadline, what
+            def alive_and(done: Callable[[], bool]) -> Callable[[], bool]:
+                def check() -> bool:
                     assert server.proc.returncode is None, "the service exited"
-                    await asyncio.sleep(0.02)
+                    return done()
+
+                return check
 
             clients = [asyncio.create_task(client()) for _ in range(4)]
             try:
-                await until("no hold succeeded before the outage", lambda: count(201) >= 20, 30)
+                await until(
+                    alive_and(lambda: count(201) >= 20), 30, what="a hold before the outage"
+                )
 
                 await pg.astop()
                 down_at = time.monotonic()
                 assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
                 outage_answers = len(answers)
                 await until(
-                    "too few answers during the outage",
-                    lambda: len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1,
+                    alive_and(
+                        lambda: (
+                            len(answers) - outage_answers >= 40 and time.monotonic() - down_at > 1
+                        )
+                    ),
                     30,
+                    what="answers during the outage",
                 )
                 assert await _readyz(session, server.base) == (503, PROBLEM_JSON)
 
                 up_started = time.monotonic()
                 await pg.astart()
-                up_at = time.monotonic()
-                ready_at = None
-                while ready_at is None:
-                    if (await _readyz(session, server.base))[0] == 200:
-                        ready_at = time.monotonic()
-                    else:
-                        assert time.monotonic() - up_at < 5, "/readyz not 200 within 5 s"
-                        await asyncio.sleep(0.05)
+
+                async def ready() -> bool:
+                    return (await _readyz(session, server.base))[0] == 200
+
+                # A bound that is the point (SPEC: ready again within 5 s of the database).
+                await until(ready, 5, what="/readyz to be 200 within 5 s", every=0.05)
+                ready_at = time.monotonic()
                 after = count(201)
                 await until(
-                    "no hold succeeded after the outage", lambda: count(201) >= after + 20, 30
+                    alive_and(lambda: count(201) >= after + 20), 30, what="a hold after the outage"
                 )
             finally:
                 stop.set()
@@ -377,10 +399,7 @@ async def test_sigterm_under_load_answers_every_request_sent_before_it(
 
         clients = [asyncio.create_task(client(n)) for n in range(40)]
         try:
-            deadline = time.monotonic() + 30
-            while len(outcomes) < 100:
-                assert time.monotonic() < deadline, "too few answers before the signal"
-                await asyncio.sleep(0.02)
+            await until(lambda: len(outcomes) >= 100, 30, what="100 answers before the signal")
             signalled_at = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
@@ -427,14 +446,19 @@ async def _activity(conn: asyncpg.Connection[Any], query: str) -> Any:
 
 async def _nothing_left_on_the_server(conn: asyncpg.Connection[Any]) -> None:
     """Until the server has let go of every backend of the exited process (a backend ends a
-    moment after its client's socket closes); fails after 2 s."""
-    deadline = time.monotonic() + 2
-    while await _activity(conn, OTHER_BACKENDS) != 0:
-        assert time.monotonic() < deadline, await conn.fetch(
+    moment after its client's socket closes); fails after 10 s, showing what is left."""
+
+    async def none_left() -> bool:
+        return await _activity(conn, OTHER_BACKENDS) == 0
+
+    try:
+        await until(none_left, 10, what="the exited process's backends to end", every=0.02)
+    except AssertionError as exc:
+        left = await conn.fetch(
             "SELECT state, wait_event, query FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        await asyncio.sleep(0.02)
+        raise AssertionError(f"{exc}: {left}") from None
 
 
 async def _stopped_within(server: Server, seconds: float) -> tuple[int, str, float]:
@@ -449,21 +473,21 @@ async def _stopped_within(server: Server, seconds: float) -> tuple[int, str, flo
 
 
 async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
-    fresh_database: str,
+    own_database: str,
 ) -> None:
     """A backlog of erasure that takes many batches: SIGTERM mid-round ends the process within
     SHUTDOWN_TIMEOUT_SECONDS (after the current batch: exit 0); with the job stuck inside a
     batch (the audit table locked) it is cut at the limit (exit 1); neither leaves anything on
     the server; the next start finishes the round, every booking erased and audited once."""
-    seeded = await _seed(fresh_database, beds_count=1, officers=0)
+    seeded = await _seed(own_database, beds_count=1, officers=0)
     count, timeout = 3000, 5.0
     env = pos_env(
-        DATABASE_URL=fresh_database,
+        DATABASE_URL=own_database,
         LOG_LEVEL="info",
         ERASURE_BATCH_SIZE="20",
         SHUTDOWN_TIMEOUT_SECONDS=str(timeout),
     )
-    conn = await asyncpg.connect(fresh_database)
+    conn = await asyncpg.connect(own_database)
     try:
         force = await conn.fetchval("SELECT code FROM force")
         suite = await add_backlog(
@@ -472,10 +496,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
 
         # 1. SIGTERM while the round drains: the job ends its batch and the process exits 0.
         async with served(env, drain=True) as server:
-            deadline = time.monotonic() + 30
-            while await unerased(conn, suite) == count:
-                assert time.monotonic() < deadline, "the erasure did not start"
-                await asyncio.sleep(0.01)
+
+            async def started() -> bool:
+                return await unerased(conn, suite) < count
+
+            await until(started, 30, what="the erasure to start")
             code, output, _ = await _stopped_within(server, timeout)
         assert code == 0, output[-2000:]
         assert "erasure job stopped" in output
@@ -488,10 +513,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
         async with conn.transaction():
             await conn.execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
             async with served(env, drain=True) as server:
-                deadline = time.monotonic() + 30
-                while not await _activity(conn, AUDIT_WAITING):
-                    assert time.monotonic() < deadline, "the erasure did not reach its audit"
-                    await asyncio.sleep(0.01)
+                await until(
+                    lambda: _activity(conn, AUDIT_WAITING),
+                    30,
+                    what="the erasure to reach its audit",
+                )
                 code, output, _ = await _stopped_within(server, timeout)
             assert code == 1, output[-2000:]
             assert "erasure job cut at the shutdown limit" in output
@@ -500,10 +526,11 @@ async def test_sigterm_mid_erasure_ends_in_time_and_the_next_start_finishes_it(
 
         # 3. The next start finishes the round.
         async with served(env, drain=True) as server:
-            deadline = time.monotonic() + 60
-            while await unerased(conn, suite) > 0:
-                assert time.monotonic() < deadline, "the next start did not finish the erasure"
-                await asyncio.sleep(0.05)
+
+            async def finished() -> bool:
+                return await unerased(conn, suite) == 0
+
+            await until(finished, 60, what="the next start to finish the erasure", every=0.05)
             code, output, _ = await _stopped_within(server, timeout)
         assert code == 0, output[-2000:]
         assert await erased_once_each(conn, suite) == []

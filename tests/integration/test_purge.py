@@ -12,11 +12,15 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from service.db import Pool
 from tests.support.backlog import add_backlog, erased_once_each, long_ago
 from tests.support.clock import ManualClock
 from tests.support.process import ROOT, pos, pos_env
 from tests.support.world import World
+
+pytestmark = pytest.mark.slow  # `pos purge` processes
 
 
 async def test_purge_erases_personal_fields_of_long_ended_bookings(

@@ -16,7 +16,11 @@ import pytest
 
 from tests.support.process import ROOT, pos_env, served
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the README uses curl")
+# Processes: `pos serve` and the README's curl commands.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="the README uses curl"),
+]
 
 
 def _block(heading: str) -> str:

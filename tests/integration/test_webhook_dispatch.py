@@ -41,6 +41,7 @@ from tests.conftest import AppFactory
 from tests.support.api import Api
 from tests.support.clock import ManualClock
 from tests.support.process import UNLIMITED, pos_env, served
+from tests.support.until import until
 from tests.support.world import World, booking_body, cli_key, site_body, unique
 
 ALL_TYPES = [str(t) for t in EventType]
@@ -215,14 +216,13 @@ async def expected_events(
 async def caught_up(db: Pool, within: float = 10) -> None:
     """Wait until the feed shows every event written: it shows a transaction's events once no
     older transaction that may write events is still running (sql/0021_feed_horizon.sql)."""
-    deadline = time.monotonic() + within
-    while True:
+
+    async def shown() -> bool:
         async with db.acquire() as conn:
             hidden = await conn.fetchval("SELECT count(*) FROM event WHERE tx >= event_horizon()")
-        if hidden == 0:
-            return
-        assert time.monotonic() < deadline, "the feed never caught up"
-        await asyncio.sleep(0.05)
+        return hidden == 0
+
+    await until(shown, within, what="the feed to catch up")
 
 
 async def deliveries(api: Api, key: str, webhook_id: str) -> list[dict[str, Any]]:
@@ -524,13 +524,7 @@ async def _hold_and_confirm(base: str, key: str, site_id: str, count: int) -> No
                 assert resp.status == 200, await resp.text()
 
 
-async def _until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
+@pytest.mark.slow
 async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
     fresh_database: str,
 ) -> None:
@@ -592,7 +586,7 @@ async def test_a_process_killed_mid_delivery_leaves_it_to_the_next(
                         c, after=began, limit=1000, force_code=force, types=HELD_CONFIRMED
                     )
                 wanted = [str(r["public_id"]) for r in read.rows]
-                await _until(
+                await until(
                     lambda: (
                         {d.webhook_id for d in receiver.answered if d.status == 200} >= set(wanted)
                     ),

@@ -6,13 +6,14 @@ import asyncio
 import os
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
+from tests.support.until import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,18 +119,19 @@ async def served(
     if drain:
         server.drained = asyncio.create_task(_drain(proc, server.output))
     try:
-        deadline = time.monotonic() + ready_within
         async with aiohttp.ClientSession() as session:
-            while True:
+
+            async def ready() -> bool:
                 try:
                     async with session.get(f"{base}/readyz") as resp:
                         if resp.status == 200:
-                            break
+                            return True
                 except aiohttp.ClientConnectionError:
                     pass
                 assert proc.returncode is None, "the service exited before it was ready"
-                assert time.monotonic() < deadline, "the service never became ready"
-                await asyncio.sleep(0.1)
+                return False
+
+            await until(ready, ready_within, what="the service to become ready", every=0.1)
         yield server
     finally:
         if proc.returncode is None:
