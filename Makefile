@@ -27,8 +27,9 @@ check: $(STAMP)
 	$(BIN)/lint-imports
 
 # The suite on PYTEST_WORKERS processes (pytest-xdist), each on a database of its own; work is
-# stolen from a busy worker by an idle one. PYTEST_WORKERS=0 runs it in this one process.
-PYTEST_WORKERS ?= 2
+# stolen from a busy worker by an idle one. Three beat two on two cores (tests wait on
+# PostgreSQL and on processes); PYTEST_WORKERS=0 runs it in this one process.
+PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
