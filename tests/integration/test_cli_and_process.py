@@ -99,7 +99,7 @@ async def test_serve_then_sigterm_stops_cleanly(fresh_database: str) -> None:
         server.proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(server.proc.communicate(), timeout=30)
     assert server.proc.returncode == 0
-    log = err.decode()
+    log = server.output.decode() + err.decode()
     assert '"event": "migration applied"' in log
     assert '"event": "expiry job stopped"' in log
     assert '"event": "database pool closed"' in log

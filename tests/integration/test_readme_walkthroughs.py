@@ -39,9 +39,7 @@ class Demo:
 @pytest.fixture
 async def demo(fresh_database: str) -> AsyncIterator[Demo]:
     async with served(pos_env(DATABASE_URL=fresh_database, SEED_DEMO="true")) as server:
-        assert server.proc.stdout is not None
-        banner = await asyncio.wait_for(server.proc.stdout.read(400), timeout=5)
-        yield Demo(server.base, fresh_database, banner.decode())
+        yield Demo(server.base, fresh_database, server.banner)
         server.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.proc.wait(), timeout=30)
 

@@ -71,8 +71,11 @@ class Server:
     proc: asyncio.subprocess.Process
     base: str
     port: int
-    # With `drain`, everything the process writes, read as it comes (see `served`).
+    # With `drain`, everything the process writes, read as it comes (see `served`); without,
+    # what it wrote to stderr before it listened.
     output: bytearray = field(default_factory=bytearray)
+    # What it printed on stdout before listening (the demo keys).
+    banner: str = ""
     drained: asyncio.Task[None] | None = None
 
     async def exited(self) -> tuple[int, str]:
@@ -84,46 +87,68 @@ class Server:
         return code, self.output.decode(errors="replace")
 
 
+async def _listening(proc: asyncio.subprocess.Process, server: Server) -> str:
+    """Read stdout up to the "Listening on <url>" line (keeping what came before it, such as
+    the demo keys, in `server.banner`); the url."""
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = proc.stderr
+    # stderr is read meanwhile so a chatty start cannot fill its pipe and stall the process.
+    early_logs = asyncio.create_task(_pump(stderr, server.output))
+    try:
+        while line := (await proc.stdout.readline()).decode():
+            if line.startswith("Listening on "):
+                return line.split()[2]
+            server.banner += line
+    finally:
+        early_logs.cancel()
+    raise AssertionError(f"the service exited before listening: {server.output.decode()}")
+
+
+async def _pump(stream: asyncio.StreamReader, into: bytearray) -> None:
+    while chunk := await stream.read(65536):
+        into.extend(chunk)
+
+
 async def _drain(proc: asyncio.subprocess.Process, into: bytearray) -> None:
     """Read stdout and stderr as they come: a service under load logs more than a pipe holds,
     and a full pipe would stall it."""
-
-    async def pump(stream: asyncio.StreamReader | None) -> None:
-        assert stream is not None
-        while chunk := await stream.read(65536):
-            into.extend(chunk)
-
-    await asyncio.gather(pump(proc.stdout), pump(proc.stderr))
+    assert proc.stdout is not None and proc.stderr is not None
+    await asyncio.gather(_pump(proc.stdout, into), _pump(proc.stderr, into))
 
 
 @asynccontextmanager
 async def served(
     env: dict[str, str], ready_within: float = 60, *, drain: bool = False
 ) -> AsyncIterator[Server]:
-    """`pos serve` on a free port, yielded once /readyz answers 200; killed at the end if the
-    test has not stopped it. With `drain`, its output is read as it comes into `output` (use
-    `exited()` rather than `proc.communicate()`)."""
-    port = free_port()
+    """`pos serve` on a port of its own, yielded once /readyz answers 200; killed at the end if
+    the test has not stopped it. With `drain`, its output is read as it comes into `output`
+    (use `exited()` rather than `proc.communicate()`).
+
+    The process binds port 0 and the test reads the port it took from its "Listening on"
+    line: a port picked here and released could be taken meanwhile by another worker's server,
+    whose /readyz would then answer for this one (seen once in CI)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service",
         "serve",
         cwd=ROOT,
-        env={**env, "PORT": str(port)},
+        env={**env, "PORT": "0"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    base = f"http://127.0.0.1:{port}"
-    server = Server(proc, base, port)
-    if drain:
-        server.drained = asyncio.create_task(_drain(proc, server.output))
+    server = Server(proc, "", 0)
     try:
+        async with asyncio.timeout(ready_within):
+            server.base = await _listening(proc, server)
+        server.port = int(server.base.rsplit(":", 1)[1])
+        if drain:
+            server.drained = asyncio.create_task(_drain(proc, server.output))
         async with aiohttp.ClientSession() as session:
 
             async def ready() -> bool:
                 try:
-                    async with session.get(f"{base}/readyz") as resp:
+                    async with session.get(f"{server.base}/readyz") as resp:
                         if resp.status == 200:
                             return True
                 except aiohttp.ClientConnectionError:
