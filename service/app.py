@@ -15,7 +15,6 @@ from service.clock import Clock, SystemClock
 from service.db import Pool, create_pool, pool_state, resolve_dsn
 from service.dispatch import dispatch_job
 from service.domain.stays import Policy
-from service.handlers.bookings import replay_booking
 from service.jobs import erasure_job, expiry_job, staleness_job
 from service.listener import event_listener, release_waiters
 from service.metrics import Metrics
@@ -25,7 +24,6 @@ from service.middlewares import (
     authenticate,
     authorize,
     errors,
-    idempotency,
     read_body_in_time,
     request_context,
     security_headers,
@@ -37,6 +35,7 @@ from service.refusals import RefusalWatch, watch_refusals
 from service.resources import openapi_path
 from service.routes import add_routes
 from service.settings import Settings
+from service.usecases.uow import Units
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +50,11 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
             max_size=settings.db_pool_max,
         )
         app[keys.POOL] = pool
+        app[keys.UNITS] = Units(
+            pool,
+            app[keys.CLOCK],
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
         app[keys.METRICS].watch_pool(lambda: pool_state(pool))
         app[keys.CURSORS] = SealerSource(partial(_cursor_key, pool))
         shutdown = app[keys.SHUTDOWN]
@@ -127,9 +131,9 @@ def create_app(
     """The whole service as an aiohttp application; nothing connects until it starts."""
     app = web.Application(
         # The role check runs as soon as the key is known, before the body is parsed or any
-        # limit or Idempotency-Key is looked at. The rate limit runs before an Idempotency-Key
-        # is looked up, so a refused request stores nothing and a retry with the same key runs
-        # again.
+        # limit or Idempotency-Key is looked at. The rate limit runs before the handler looks
+        # an Idempotency-Key up (in the use case's unit of work, service/usecases/uow.py), so a
+        # refused request stores nothing and a retry with the same key runs again.
         middlewares=[
             request_context,
             errors,
@@ -138,7 +142,6 @@ def create_app(
             authorize,
             watch_refusals,
             rate_limit,
-            idempotency,
         ],
         client_max_size=MAX_BODY_BYTES,
     )
@@ -150,7 +153,6 @@ def create_app(
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
     app[keys.LONG_POLLS] = LongPolls(settings.long_polls_per_key)
-    app[keys.BOOKING_REPLAY] = replay_booking
     app[keys.OPENAPI_TEXT] = openapi_path().read_text(encoding="utf-8")
     app.on_response_prepare.append(_response_headers)
     app.cleanup_ctx.append(_database(dsn))

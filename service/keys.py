@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Protocol
-from uuid import UUID
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -13,7 +12,7 @@ from service.settings import Settings
 from service.vocab import Role
 
 if TYPE_CHECKING:
-    from service.db import Connection, Pool
+    from service.db import Pool
     from service.domain.access import Principal
     from service.domain.stays import Policy
     from service.listener import EventListener
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from service.refusals import RefusalWatch
     from service.stopping import Shutdown
     from service.usecases.alerts import Refusal
+    from service.usecases.uow import Units
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -49,20 +49,9 @@ ROUTE_ROLES: web.AppKey[Mapping[tuple[str, str], frozenset[Role] | None]] = web.
 SHUTDOWN: web.AppKey[Shutdown] = web.AppKey("shutdown")
 # The process's one LISTEN connection: long-polling feed readers wait on it, not on the pool.
 EVENT_LISTENER: web.AppKey[EventListener] = web.AppKey("event_listener")
+# Runs every use case in its unit of work (service/usecases/uow.py); made with the pool.
+UNITS: web.AppKey[Units] = web.AppKey("units")
 
-
-class BookingReplay(Protocol):
-    """Answers an Idempotency-Key replay of a booking answer: its first status code and
-    headers, the booking as the caller may see it now."""
-
-    def __call__(
-        self, request: web.Request, booking_id: UUID, *, status: int, headers: dict[str, str]
-    ) -> Awaitable[web.Response]: ...
-
-
-# Set by app.py to service.handlers.bookings.replay_booking, so the idempotency middleware
-# answers a replay without importing the handlers.
-BOOKING_REPLAY: web.AppKey[BookingReplay] = web.AppKey("booking_replay")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # The request id every log line and audit row of the request carries.
@@ -70,12 +59,3 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 # Set by a handler whose request a limit refused and that must be audited and alerted: recorded
 # by service.refusals once the request's own unit of work is over.
 REFUSAL: web.RequestKey[Refusal] = web.RequestKey("refusal")
-# Set while an Idempotency-Key request runs: the handler's writes and the stored answer share
-# this connection's transaction.
-CONNECTION: web.RequestKey[Connection] = web.RequestKey("connection")
-# What an idempotent replay answers, when it must differ from the first answer (a new API
-# key's secret is shown once and never stored).
-REPLAY_BODY: web.RequestKey[bytes] = web.RequestKey("replay_body")
-# Set by booking handlers: a replay re-reads this booking and shows it as the caller may see
-# it at replay time, instead of a stored body (an address must not outlive the booking's state).
-REPLAY_BOOKING: web.RequestKey[UUID] = web.RequestKey("replay_booking")

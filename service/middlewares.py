@@ -1,15 +1,13 @@
-"""Request id and log context, problem+json errors, authentication, Idempotency-Key."""
+"""Request id and log context, problem+json errors, authentication and the role check."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -21,15 +19,12 @@ from service import keys
 from service.auth import hash_key
 from service.domain.access import Principal, require_role
 from service.errors import (
-    Conflict,
     Forbidden,
     Problem,
     Unauthorized,
-    Unprocessable,
     ValidationProblem,
 )
 from service.queries import api_keys as api_key_queries
-from service.queries import idempotency as idempotency_queries
 from service.vocab import Role
 
 log = structlog.get_logger(__name__)
@@ -44,14 +39,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # retention) only in a form too short and plain to carry much: anything else, a name or a date
 # of birth written with spaces, colons or @, is replaced by one of ours.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 # The roles of a route service.routes does not list: none (a route must say who may call it).
 _UNDECLARED: frozenset[Role] = frozenset()
-
-# Answers that invite a retry are not stored, so a retry with the same key runs again.
-_RETRYABLE = frozenset({409, 429})
-_REPLAYED_HEADERS = ("Location", "ETag")
 
 # nginx's name for "the client closed the connection before the answer": never sent.
 CLIENT_CLOSED_REQUEST = 499
@@ -403,96 +393,3 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
                 raise Forbidden("no role may call this route")
             require_role(who, *sorted(roles))
     return await handler(request)
-
-
-def _request_hash(request: web.Request, body: bytes) -> bytes:
-    digest = hashlib.sha256()
-    digest.update(request.method.encode())
-    digest.update(b"\0")
-    digest.update(request.path_qs.encode())
-    digest.update(b"\0")
-    digest.update(body)
-    return digest.digest()
-
-
-@web.middleware
-async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Idempotency-Key on POST: same key and body replays the first answer; another body is
-    422; a key still in flight is 409.
-
-    The handler's writes and the stored answer commit in one transaction, so the stored answer
-    exists if and only if the change it describes committed.
-    """
-    key = request.headers.get("Idempotency-Key")
-    if request.method != "POST" or key is None or keys.PRINCIPAL not in request:
-        return await handler(request)
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationProblem(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            errors=[{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters"}],
-        )
-    principal = request[keys.PRINCIPAL]
-    request_hash = _request_hash(request, await request.read())
-    settings = request.app[keys.SETTINGS]
-    at = request.app[keys.CLOCK].now()
-    oldest = at - timedelta(hours=settings.idempotency_ttl_hours)
-    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
-        if not await idempotency_queries.try_lock(conn, principal.key_id, key):
-            raise Conflict(
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-                slug="idempotency-in-flight",
-            )
-        stored = await idempotency_queries.find(conn, principal.key_id, key, oldest)
-        if stored is not None:
-            if stored["request_hash"] != request_hash:
-                raise Unprocessable(
-                    "this Idempotency-Key was used with a different request",
-                    slug="idempotency-key-reuse",
-                )
-            if stored["booking_id"] is not None:
-                # A booking is shown as it is now and as this caller may see it now: the
-                # first answer's status code and id, never an address the caller has lost.
-                request[keys.CONNECTION] = conn
-                return await request.app[keys.BOOKING_REPLAY](
-                    request,
-                    stored["booking_id"],
-                    status=stored["response_status"],
-                    headers={**stored["response_headers"], "Idempotent-Replayed": "true"},
-                )
-            return web.Response(
-                body=stored["response_body"],
-                status=stored["response_status"],
-                headers={
-                    **stored["response_headers"],
-                    "Content-Type": stored["response_type"],
-                    "Idempotent-Replayed": "true",
-                },
-            )
-        request[keys.CONNECTION] = conn
-        try:
-            async with conn.transaction():
-                response = await handler(request)
-        except Problem as problem:
-            response = problem_response(problem)
-        if (
-            not isinstance(response, web.Response)
-            or response.status in _RETRYABLE
-            or response.status >= 500
-        ):
-            return response
-        body = request.get(keys.REPLAY_BODY, response.body)
-        replayed = response.headers
-        headers = {name: replayed[name] for name in _REPLAYED_HEADERS if name in replayed}
-        await idempotency_queries.store(
-            conn,
-            principal.key_id,
-            key,
-            request_hash,
-            response.status,
-            response.content_type,
-            headers,
-            body if isinstance(body, bytes) else b"",
-            at,
-            request.get(keys.REPLAY_BOOKING),
-        )
-        return response

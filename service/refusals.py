@@ -25,7 +25,9 @@ from aiohttp import web
 from service import keys
 from service.domain.access import Principal
 from service.errors import Problem
-from service.usecases import alerts, tx
+from service.usecases import alerts
+from service.usecases.tx import Tx
+from service.usecases.uow import Origin, UseCase
 from service.vocab import AlertKind
 
 log = structlog.get_logger(__name__)
@@ -79,7 +81,7 @@ async def _refused(request: web.Request, slug: str) -> None:
     at = request.app[keys.CLOCK].now()
     refusal = request.get(keys.REFUSAL)
     if refusal is not None:
-        await _record(request, who, at, lambda unit: alerts.refused(unit, refusal))
+        await _record(request, who, UseCase(alerts.refused, refusal=refusal))
     watch = request.app[keys.REFUSAL_WATCH]
     if not watch.count(who.key_id, at):
         return
@@ -94,21 +96,12 @@ async def _refused(request: web.Request, slug: str) -> None:
         force_code=who.force_code,
         provider_id=who.provider_id,
     )
-    await _record(request, who, at, lambda unit: alerts.raise_alert(unit, alert))
+    await _record(request, who, UseCase(alerts.raise_alert, alert=alert))
 
 
-async def _record(
-    request: web.Request,
-    who: Principal,
-    at: datetime,
-    write: Callable[[tx.Tx], Awaitable[None]],
-) -> None:
+async def _record(request: web.Request, who: Principal, write: UseCase[Tx, None]) -> None:
     """One short unit of work of its own; a failure is logged, and the 429 still answered."""
     try:
-        async with (
-            request.app[keys.POOL].acquire() as conn,
-            tx.writing(conn, at=at, who=who, request_id=request.get(keys.REQUEST_ID)) as unit,
-        ):
-            await write(unit)
+        await request.app[keys.UNITS].write(Origin(who, request.get(keys.REQUEST_ID)), write)
     except Exception as exc:  # best effort: the refusal itself must still be answered
         log.warning("refusal not recorded", error=type(exc).__name__)

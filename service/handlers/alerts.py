@@ -5,16 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import paging
-from service.handlers.common import json_response, read_query, reading
+from service.handlers.common import json_response, read, read_query
 from service.models import AlertOut, AlertQuery, Page
 from service.usecases.alerts import AlertFilter, list_alerts
+from service.usecases.uow import UseCase
 
 
 async def list_security_alerts(request: web.Request) -> web.Response:
     query = read_query(request, AlertQuery)
     filters = AlertFilter(api_key_id=query.key_id, force=query.force, kind=query.kind)
-    async with reading(request) as tx:
-        rows = await list_alerts(tx, filters, paging.decode_position(query.cursor), query.limit + 1)
+    after = paging.decode_position(query.cursor)
+    rows = await read(
+        request, UseCase(list_alerts, filters=filters, after=after, limit=query.limit + 1)
+    )
     items, cursor = paging.split_page(
         rows, query.limit, lambda row: paging.encode(row["first_at"], row["id"])
     )

@@ -4,36 +4,58 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service import keys, paging
-from service.handlers.common import json_response, path_id, read_body, read_query, reading, writing
+from service import paging
+from service.handlers.common import (
+    answer,
+    json_response,
+    no_content,
+    path_id,
+    read,
+    read_body,
+    read_query,
+    write,
+)
 from service.models import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Page, PageQuery
 from service.usecases import api_keys
-from service.usecases.api_keys import NewKey
+from service.usecases.api_keys import IssuedKey, NewKey
+from service.usecases.tx import Tx
+from service.usecases.uow import Answer, UseCase
 
 
-async def create_api_key(request: web.Request) -> web.Response:
+async def _new_key(request: web.Request) -> UseCase[Tx, IssuedKey]:
     body = await read_body(request, ApiKeyIn)
     command = NewKey(
         name=body.name, role=body.role, force_code=body.force, provider_id=body.provider_id
     )
-    async with writing(request) as tx:
-        issued = await api_keys.create_api_key(tx, command)
-        shown = ApiKeyCreated.model_validate({**issued.row, "key": issued.secret})
-    # A replay (same Idempotency-Key) confirms the key exists but cannot show its secret again.
-    request[keys.REPLAY_BODY] = shown.model_copy(update={"key": None}).model_dump_json().encode()
-    return json_response(
+    return UseCase(api_keys.create_api_key, key=command)
+
+
+def _issued(issued: IssuedKey) -> Answer:
+    shown = ApiKeyCreated.model_validate({**issued.row, "key": issued.secret})
+    return answer(
         shown,
         status=201,
-        headers={"Location": f"/v1/api-keys/{issued.row['id']}"},
+        headers={"Location": f"/v1/api-keys/{shown.id}"},
+        # A replay (same Idempotency-Key) confirms the key exists but cannot show its secret
+        # again.
+        stored=shown.model_copy(update={"key": None}),
     )
+
+
+async def create_api_key(request: web.Request) -> web.Response:
+    return await write(request, _new_key(request), _issued)
 
 
 async def list_api_keys(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    async with reading(request) as tx:
-        rows = await api_keys.list_api_keys(
-            tx, paging.decode_position(query.cursor), query.limit + 1
-        )
+    rows = await read(
+        request,
+        UseCase(
+            api_keys.list_api_keys,
+            after=paging.decode_position(query.cursor),
+            limit=query.limit + 1,
+        ),
+    )
     items, cursor = paging.split_page(rows, query.limit, paging.by_created)
     return json_response(
         Page[ApiKeyOut](
@@ -44,6 +66,4 @@ async def list_api_keys(request: web.Request) -> web.Response:
 
 async def revoke_api_key(request: web.Request) -> web.Response:
     key_id = path_id(request, "key_id", "API key")
-    async with writing(request) as tx:
-        await api_keys.revoke_api_key(tx, key_id)
-    return web.Response(status=204)
+    return await write(request, UseCase(api_keys.revoke_api_key, key_id=key_id), no_content)

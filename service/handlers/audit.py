@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import paging
-from service.handlers.common import json_response, read_query, reading
+from service.handlers.common import json_response, read, read_query
 from service.models import AuditEntry, AuditQuery, Page
 from service.usecases.audit import AuditFilter, read_audit
+from service.usecases.uow import UseCase
 
 
 async def list_audit(request: web.Request) -> web.Response:
@@ -20,8 +21,10 @@ async def list_audit(request: web.Request) -> web.Response:
         since=query.since,
         until=query.until,
     )
-    async with reading(request) as tx:
-        rows = await read_audit(tx, filters, paging.decode_row_id(query.cursor), query.limit + 1)
+    after = paging.decode_row_id(query.cursor)
+    rows = await read(
+        request, UseCase(read_audit, filters=filters, after=after, limit=query.limit + 1)
+    )
     items, cursor = paging.split_page(rows, query.limit, lambda row: paging.encode(row["id"]))
     return json_response(
         Page[AuditEntry](

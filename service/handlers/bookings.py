@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -17,13 +18,12 @@ from service.domain.beds import Needs
 from service.domain.stays import BookingCapReached, HoldCapReached, TooFarAhead
 from service.errors import Forbidden, Problem, ValidationProblem
 from service.handlers.common import (
-    json_response,
+    answer,
     path_id,
     principal,
     read_body,
     read_query,
-    reading,
-    writing,
+    write,
 )
 from service.models import (
     ActionIn,
@@ -41,6 +41,8 @@ from service.models import (
 )
 from service.usecases import alerts, bookings, feedback
 from service.usecases import availability as availability_usecases
+from service.usecases.tx import Tx
+from service.usecases.uow import Answer, UseCase
 from service.vocab import AlertKind
 
 log = structlog.get_logger(__name__)
@@ -85,47 +87,65 @@ async def availability(request: web.Request) -> web.Response:
         stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
         horizon=request.app[keys.POLICY].max_lead,
     )
-    # One statement, recorded as it runs: a plain connection, no transaction (the bench
-    # measures this path).
-    async with reading(request) as tx:
-        found = AvailabilityOut.model_validate(await availability_usecases.search(tx, search))
-    request.app[keys.METRICS].searches.labels("yes" if found.items else "no").inc()
-    return json_response(found)
+    searches = request.app[keys.METRICS].searches
+    # A writing unit: the search's one statement records it in the search log.
+    return await write(
+        request,
+        UseCase(availability_usecases.search, query=search),
+        lambda found: answer(AvailabilityOut.model_validate(found)),
+        after=lambda found: searches.labels("yes" if found["items"] else "no").inc(),
+    )
 
 
 # --- bookings -------------------------------------------------------------------------------
 
 
-def _replay_by_id(request: web.Request, booking_id: UUID) -> None:
-    """An Idempotency-Key replay of this answer re-reads the booking (see replay_booking), so
-    no body with the address or personal fields in it is stored."""
-    request[keys.REPLAY_BOOKING] = booking_id
-    request[keys.REPLAY_BODY] = b""
+def _booking(
+    *, status: int = 200, headers: dict[str, str] | None = None
+) -> Callable[[dict[str, Any]], Answer]:
+    """A booking's answer. An Idempotency-Key replay of it re-reads the booking (`_replay`),
+    so no body with the address or personal fields in it is stored."""
+
+    def present(shown: dict[str, Any]) -> Answer:
+        booking = BookingOut.model_validate(shown)
+        return answer(booking, status=status, headers=headers, booking_id=booking.id)
+
+    return present
 
 
-async def replay_booking(
-    request: web.Request, booking_id: UUID, *, status: int, headers: dict[str, str]
-) -> web.Response:
-    """The replay of a stored booking answer: its status code and headers, and the booking as
-    the caller may see it now (read, and audited as read, in the replay's own transaction)."""
-    async with writing(request) as tx:
-        shown = BookingOut.model_validate(
-            await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
-        )
-    return json_response(shown, status=status, headers=headers)
+def _replay(request: web.Request) -> Callable[[Tx, UUID], Awaitable[bytes]]:
+    """The replay of a stored booking answer: the booking as the caller may see it now (read,
+    and audited as read, in the replay's own unit of work)."""
+
+    async def replay(tx: Tx, booking_id: UUID) -> bytes:
+        shown = await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
+        return BookingOut.model_validate(shown).model_dump_json().encode()
+
+    return replay
 
 
-async def create_booking(request: web.Request) -> web.Response:
+async def _hold(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     body = await read_body(request, BookingIn)
     command = bookings.Hold(
         **body.model_dump(exclude={"needs"}), needs=Needs(**body.needs.model_dump())
     )
+    return UseCase(bookings.hold, command=command, policy=request.app[keys.POLICY])
+
+
+def _created(shown: dict[str, Any]) -> Answer:
+    booking_id = shown["id"]
+    return _booking(status=201, headers={"Location": f"/v1/bookings/{booking_id}"})(shown)
+
+
+async def create_booking(request: web.Request) -> web.Response:
     metrics = request.app[keys.METRICS]
+
+    def held(_: dict[str, Any]) -> None:
+        metrics.holds.labels("held").inc()
+        metrics.bookings.labels("held").inc()
+
     try:
-        # Presented inside the transaction: a failure there undoes the hold.
-        async with writing(request) as tx:
-            held = await bookings.hold(tx, command, policy=request.app[keys.POLICY])
-            created = BookingOut.model_validate(held)
+        return await write(request, _hold(request), _created, replay=_replay(request), after=held)
     except (HoldCapReached, BookingCapReached, TooFarAhead) as refused:
         metrics.limited.labels(refused.cap).inc()
         metrics.holds.labels("capped").inc()
@@ -141,19 +161,12 @@ async def create_booking(request: web.Request) -> web.Response:
     except Problem as problem:
         metrics.holds.labels("no_capacity" if problem.slug == "no-capacity" else "refused").inc()
         raise
-    metrics.holds.labels("held").inc()
-    metrics.bookings.labels("held").inc()
-    _replay_by_id(request, created.id)
-    return json_response(created, status=201, headers={"Location": f"/v1/bookings/{created.id}"})
 
 
 async def get_booking(request: web.Request) -> web.Response:
     booking_id = path_id(request, "booking_id", "booking")
-    async with writing(request) as tx:
-        shown = BookingOut.model_validate(
-            await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
-        )
-    return json_response(shown)
+    show = UseCase(bookings.show, booking_id=booking_id, policy=request.app[keys.POLICY])
+    return await write(request, show, _booking())
 
 
 async def list_bookings(request: web.Request) -> web.Response:
@@ -166,11 +179,13 @@ async def list_bookings(request: web.Request) -> web.Response:
         updated_since=query.updated_since,
         after=paging.decode_position(query.cursor),
     )
-    async with writing(request) as tx:
-        page = await bookings.list_bookings(tx, page_query, policy=request.app[keys.POLICY])
+
+    def present(page: bookings.BookingPage) -> Answer:
         cursor = paging.by_created(page.items[-1]) if page.more and page.items else None
-        shown = Page[BookingOut].model_validate({"items": page.items, "next_cursor": cursor})
-    return json_response(shown)
+        return answer(Page[BookingOut].model_validate({"items": page.items, "next_cursor": cursor}))
+
+    listed = UseCase(bookings.list_bookings, query=page_query, policy=request.app[keys.POLICY])
+    return await write(request, listed, present)
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -186,7 +201,7 @@ _CODED: dict[str, type[DeclineIn | CancelIn | NoShowIn]] = {
 def action_handler(action: str) -> Handler:
     """POST /v1/bookings/{id}/<action>: one handler per lifecycle action."""
 
-    async def handle(request: web.Request) -> web.Response:
+    async def parse(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
         booking_id = path_id(request, "booking_id", "booking")
         if action == "extend":
             extend = await read_body(request, ExtendIn)
@@ -200,28 +215,38 @@ def action_handler(action: str) -> Handler:
         else:
             reason = (await read_body(request, ActionIn)).reason if request.body_exists else None
             step = bookings.Step(reason=reason)
-        async with writing(request) as tx:
-            acted = await bookings.act(
-                tx, booking_id, action, step, policy=request.app[keys.POLICY]
-            )
-            changed = BookingOut.model_validate(acted)
-        request.app[keys.METRICS].bookings.labels(changed.status).inc()
-        _replay_by_id(request, booking_id)
-        return json_response(changed)
+        return UseCase(
+            bookings.act,
+            booking_id=booking_id,
+            action=action,
+            command=step,
+            policy=request.app[keys.POLICY],
+        )
+
+    async def handle(request: web.Request) -> web.Response:
+        changed = request.app[keys.METRICS].bookings
+        return await write(
+            request,
+            parse(request),
+            _booking(),
+            replay=_replay(request),
+            after=lambda acted: changed.labels(acted["status"]).inc(),
+        )
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"
     return handle
 
 
-async def create_feedback(request: web.Request) -> web.Response:
-    """POST /v1/bookings/{id}/feedback: the person's own answers, recorded by the provider."""
+async def _feedback(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     booking_id = path_id(request, "booking_id", "booking")
     body = await read_body(request, FeedbackIn)
     answers = feedback.Answers(**body.model_dump(exclude={"consent"}))
-    async with writing(request) as tx:
-        shown = BookingOut.model_validate(
-            await feedback.record(tx, booking_id, answers, policy=request.app[keys.POLICY])
-        )
-    # Replayed by re-reading the booking: the person's words are never stored as an answer.
-    _replay_by_id(request, booking_id)
-    return json_response(shown, status=201)
+    return UseCase(
+        feedback.record, booking_id=booking_id, answers=answers, policy=request.app[keys.POLICY]
+    )
+
+
+async def create_feedback(request: web.Request) -> web.Response:
+    """POST /v1/bookings/{id}/feedback: the person's own answers, recorded by the provider.
+    Replayed by re-reading the booking: the person's words are never stored as an answer."""
+    return await write(request, _feedback(request), _booking(status=201), replay=_replay(request))

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
 from service import keys, paging
 from service.handlers.common import (
+    answer,
     etag,
     if_match_allows,
     json_response,
+    no_content,
     path_id,
+    read,
     read_body,
     read_query,
-    reading,
-    writing,
+    write,
 )
 from service.models import (
     BedIn,
@@ -34,6 +37,8 @@ from service.models import (
     WindowQuery,
 )
 from service.usecases import capacity
+from service.usecases.tx import Tx
+from service.usecases.uow import Answer, UseCase
 
 # --- sites ------------------------------------------------------------------------------------
 
@@ -44,13 +49,15 @@ def _stale_after(request: web.Request) -> timedelta:
 
 async def list_sites(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    async with reading(request) as tx:
-        page = await capacity.list_sites(
-            tx,
+    page = await read(
+        request,
+        UseCase(
+            capacity.list_sites,
             after=paging.decode_position(query.cursor),
             limit=query.limit,
             stale_after=_stale_after(request),
-        )
+        ),
+    )
     return json_response(
         Page[SiteOut](
             items=[SiteOut.model_validate(r) for r in page.items],
@@ -59,47 +66,55 @@ async def list_sites(request: web.Request) -> web.Response:
     )
 
 
-async def create_site(request: web.Request) -> web.Response:
+def _site(row: dict[str, Any]) -> Answer:
+    return answer(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
+
+
+def _created_site(row: dict[str, Any]) -> Answer:
+    headers = {"Location": f"/v1/sites/{row['id']}", "ETag": etag(row["version"])}
+    return answer(SiteOut.model_validate(row), status=201, headers=headers)
+
+
+async def _new_site(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     body = await read_body(request, SiteIn)
-    async with writing(request) as tx:
-        row = await capacity.create_site(tx, body.model_dump(), stale_after=_stale_after(request))
-        shown = SiteOut.model_validate(row)
-    return json_response(
-        shown,
-        status=201,
-        headers={"Location": f"/v1/sites/{row['id']}", "ETag": etag(row["version"])},
+    return UseCase(
+        capacity.create_site, values=body.model_dump(), stale_after=_stale_after(request)
     )
+
+
+async def create_site(request: web.Request) -> web.Response:
+    return await write(request, _new_site(request), _created_site)
 
 
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
-    async with reading(request) as tx:
-        row = await capacity.get_site(tx, site_id, stale_after=_stale_after(request))
+    row = await read(
+        request, UseCase(capacity.get_site, site_id=site_id, stale_after=_stale_after(request))
+    )
     return json_response(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
 
 
 async def patch_site(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, SitePatch)
-    async with writing(request) as tx:
-        row = await capacity.patch_site(
-            tx,
-            site_id,
-            body.model_dump(exclude_unset=True),
-            partial(if_match_allows, request),
-            stale_after=_stale_after(request),
-        )
-        shown = SiteOut.model_validate(row)
-    return json_response(shown, headers={"ETag": etag(row["version"])})
+    patch = UseCase(
+        capacity.patch_site,
+        site_id=site_id,
+        changes=body.model_dump(exclude_unset=True),
+        version_ok=partial(if_match_allows, request),
+        stale_after=_stale_after(request),
+    )
+    return await write(request, patch, _site)
 
 
 async def confirm_capacity(request: web.Request) -> web.Response:
     """POST /v1/sites/{id}/confirm-capacity: the provider's "still accurate", no body."""
+    return await write(request, _confirm(request), _site)
+
+
+async def _confirm(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     site_id = path_id(request, "site_id", "site")
-    async with writing(request) as tx:
-        row = await capacity.confirm_capacity(tx, site_id, stale_after=_stale_after(request))
-        shown = SiteOut.model_validate(row)
-    return json_response(shown, headers={"ETag": etag(row["version"])})
+    return UseCase(capacity.confirm_capacity, site_id=site_id, stale_after=_stale_after(request))
 
 
 # --- beds -------------------------------------------------------------------------------------
@@ -108,10 +123,15 @@ async def confirm_capacity(request: web.Request) -> web.Response:
 async def list_beds(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, PageQuery)
-    async with reading(request) as tx:
-        page = await capacity.list_beds(
-            tx, site_id, after=paging.decode_position(query.cursor), limit=query.limit
-        )
+    page = await read(
+        request,
+        UseCase(
+            capacity.list_beds,
+            site_id=site_id,
+            after=paging.decode_position(query.cursor),
+            limit=query.limit,
+        ),
+    )
     return json_response(
         Page[BedOut](
             items=[BedOut.model_validate(dict(r)) for r in page.items],
@@ -120,41 +140,55 @@ async def list_beds(request: web.Request) -> web.Response:
     )
 
 
-async def create_bed(request: web.Request) -> web.Response:
+async def _new_bed(request: web.Request) -> UseCase[Tx, Any]:
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BedIn)
-    async with writing(request) as tx:
-        row = await capacity.create_bed(tx, site_id, body.model_dump())
-        shown = BedOut.model_validate(dict(row))
-    return json_response(
-        shown,
-        status=201,
-        headers={"Location": f"/v1/sites/{site_id}/beds/{row['id']}", "ETag": etag(row["version"])},
-    )
+    return UseCase(capacity.create_bed, site_id=site_id, values=body.model_dump())
+
+
+def _created_bed(row: Any) -> Answer:
+    shown = BedOut.model_validate(dict(row))
+    headers = {
+        "Location": f"/v1/sites/{row['site_id']}/beds/{row['id']}",
+        "ETag": etag(row["version"]),
+    }
+    return answer(shown, status=201, headers=headers)
+
+
+async def create_bed(request: web.Request) -> web.Response:
+    return await write(request, _new_bed(request), _created_bed)
 
 
 async def patch_bed(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     bed_id = path_id(request, "bed_id", "bed")
     body = await read_body(request, BedPatch)
-    async with writing(request) as tx:
-        row = await capacity.patch_bed(
-            tx,
-            site_id,
-            bed_id,
-            body.model_dump(exclude_unset=True),
-            partial(if_match_allows, request),
-        )
-        shown = BedOut.model_validate(dict(row))
-    return json_response(shown, headers={"ETag": etag(row["version"])})
+    patch = UseCase(
+        capacity.patch_bed,
+        site_id=site_id,
+        bed_id=bed_id,
+        changes=body.model_dump(exclude_unset=True),
+        version_ok=partial(if_match_allows, request),
+    )
+    return await write(
+        request,
+        patch,
+        lambda row: answer(
+            BedOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])}
+        ),
+    )
 
 
 async def delete_bed(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     bed_id = path_id(request, "bed_id", "bed")
-    async with writing(request) as tx:
-        await capacity.delete_bed(tx, site_id, bed_id, partial(if_match_allows, request))
-    return web.Response(status=204)
+    delete = UseCase(
+        capacity.delete_bed,
+        site_id=site_id,
+        bed_id=bed_id,
+        version_ok=partial(if_match_allows, request),
+    )
+    return await write(request, delete, no_content)
 
 
 # --- blocks -----------------------------------------------------------------------------------
@@ -163,16 +197,18 @@ async def delete_bed(request: web.Request) -> web.Response:
 async def list_blocks(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, BlockListQuery)
-    async with reading(request) as tx:
-        page = await capacity.list_blocks(
-            tx,
-            site_id,
+    page = await read(
+        request,
+        UseCase(
+            capacity.list_blocks,
+            site_id=site_id,
             bed_id=query.bed_id,
             start=query.start,
             end=query.end,
             after=paging.decode_position(query.cursor),
             limit=query.limit,
-        )
+        ),
+    )
     return json_response(
         Page[BlockOut](
             items=[BlockOut.model_validate(dict(r)) for r in page.items],
@@ -181,25 +217,30 @@ async def list_blocks(request: web.Request) -> web.Response:
     )
 
 
-async def create_block(request: web.Request) -> web.Response:
+async def _new_block(request: web.Request) -> UseCase[Tx, Any]:
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BlockIn)
-    async with writing(request) as tx:
-        row = await capacity.create_block(tx, site_id, capacity.NewBlock(**body.model_dump()))
-        shown = BlockOut.model_validate(dict(row))
-    return json_response(
-        shown,
-        status=201,
-        headers={"Location": f"/v1/sites/{site_id}/blocks/{row['id']}"},
+    return UseCase(
+        capacity.create_block, site_id=site_id, block=capacity.NewBlock(**body.model_dump())
     )
+
+
+async def create_block(request: web.Request) -> web.Response:
+    def created(row: Any) -> Answer:
+        shown = BlockOut.model_validate(dict(row))
+        site_id = path_id(request, "site_id", "site")
+        return answer(
+            shown, status=201, headers={"Location": f"/v1/sites/{site_id}/blocks/{shown.id}"}
+        )
+
+    return await write(request, _new_block(request), created)
 
 
 async def delete_block(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     block_id = path_id(request, "block_id", "block")
-    async with writing(request) as tx:
-        await capacity.delete_block(tx, site_id, block_id)
-    return web.Response(status=204)
+    delete = UseCase(capacity.delete_block, site_id=site_id, block_id=block_id)
+    return await write(request, delete, no_content)
 
 
 # --- occupancy --------------------------------------------------------------------------------
@@ -208,6 +249,7 @@ async def delete_block(request: web.Request) -> web.Response:
 async def occupancy(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
     query = read_query(request, WindowQuery)
-    async with reading(request) as tx:
-        timeline = await capacity.occupancy(tx, site_id, query.start, query.end)
+    timeline = await read(
+        request, UseCase(capacity.occupancy, site_id=site_id, start=query.start, end=query.end)
+    )
     return json_response(Occupancy.model_validate(timeline))

@@ -1,11 +1,12 @@
-"""What every handler needs: parse a body or query, find its connection, answer in JSON."""
+"""What every handler needs: parse a body or query, run a use case in its unit of work, answer
+in JSON."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -15,12 +16,15 @@ from pydantic import BaseModel, ValidationError
 
 from service import keys
 from service.domain.access import Principal
-from service.errors import NotFound, UnsupportedMediaType, ValidationProblem
+from service.errors import NotFound, Problem, UnsupportedMediaType, ValidationProblem
 from service.models import Out
-from service.usecases import tx
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
+from service.usecases.uow import Answer, Once, Origin, UseCase
 
 B = TypeVar("B", bound=BaseModel)
+R = TypeVar("R")
+
+PROBLEM_JSON = "application/problem+json"
 
 JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 
@@ -137,37 +141,126 @@ def now(request: web.Request) -> datetime:
     return request.app[keys.CLOCK].now()
 
 
-@asynccontextmanager
-async def writing(request: web.Request) -> AsyncIterator[Tx]:
-    """The request's unit of work, for use cases that change state or read personal data.
+def origin(request: web.Request) -> Origin:
+    return Origin(principal(request), request.get(keys.REQUEST_ID))
 
-    Inside an Idempotency-Key request it is a savepoint on the connection that will also store
-    the answer (so the answer exists if and only if the change committed); otherwise a fresh
-    pooled transaction. Either way the clock is read once, here.
+
+async def read(request: web.Request, use_case: UseCase[ReadTx, R]) -> R:
+    """Run a use case that records nothing, in a reading unit of work (service/usecases/uow)."""
+    return await request.app[keys.UNITS].read(origin(request), use_case)
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationProblem(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters"}],
+        )
+    return key
+
+
+async def _fingerprint(request: web.Request) -> bytes:
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b"\0")
+    digest.update(request.path_qs.encode())
+    digest.update(b"\0")
+    digest.update(await request.read())
+    return digest.digest()
+
+
+def refused(problem: Problem) -> Answer:
+    """A refusal as the error middleware answers it (service/middlewares.py)."""
+    return Answer(
+        status=problem.status,
+        body=json.dumps(problem.body()).encode(),
+        content_type=PROBLEM_JSON,
+    )
+
+
+async def write(
+    request: web.Request,
+    use_case: UseCase[Tx, R] | Coroutine[Any, Any, UseCase[Tx, R]],
+    present: Callable[[R], Answer],
+    *,
+    replay: Callable[[Tx, UUID], Awaitable[bytes]] | None = None,
+    after: Callable[[R], None] | None = None,
+) -> web.Response:
+    """Run a use case that changes state (or reads personal data), in a writing unit of work,
+    and answer what `present` makes of its result (inside the unit: an answer that cannot be
+    made undoes the change). `after` runs once the change committed.
+
+    `use_case` may be awaitable: the parsing of the request that yields it. With an
+    Idempotency-Key, a refusal there is the request's answer, stored and replayed like any.
     """
-    who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)
-    shared = request.get(keys.CONNECTION)
-    if shared is not None:
-        async with tx.writing(shared, at=at, who=who, request_id=request_id) as unit:
-            yield unit
-        return
-    async with (
-        request.app[keys.POOL].acquire() as conn,
-        tx.writing(conn, at=at, who=who, request_id=request_id) as unit,
-    ):
-        yield unit
+    try:
+        key = _idempotency_key(request)
+    except Problem:
+        if isinstance(use_case, Coroutine):
+            use_case.close()  # never started: nothing to undo
+        raise
+    units = request.app[keys.UNITS]
+    ran: list[R] = []
+
+    def presented(result: R) -> Answer:
+        ran.append(result)
+        return present(result)
+
+    if key is None:
+        run = await use_case if isinstance(use_case, Coroutine) else use_case
+        answer = await units.write(origin(request), run, presented)
+    else:
+        once = Once(key, await _fingerprint(request), refused, replay)
+        try:
+            run_or_refused: UseCase[Tx, R] | Problem = (
+                await use_case if isinstance(use_case, Coroutine) else use_case
+            )
+        except Problem as problem:
+            run_or_refused = problem
+        answer = await units.write_once(origin(request), once, run_or_refused, presented)
+    if ran and after is not None:
+        after(ran[0])
+    return respond(answer)
 
 
-@asynccontextmanager
-async def reading(request: web.Request) -> AsyncIterator[Tx]:
-    """For use cases that read nothing personal: a connection without a transaction."""
-    who, at, request_id = principal(request), now(request), request.get(keys.REQUEST_ID)
-    shared = request.get(keys.CONNECTION)
-    if shared is not None:
-        yield tx.reading(shared, at=at, who=who, request_id=request_id)
-        return
-    async with request.app[keys.POOL].acquire() as conn:
-        yield tx.reading(conn, at=at, who=who, request_id=request_id)
+def answer(
+    shown: Out,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    stored: Out | None = None,
+    booking_id: UUID | None = None,
+) -> Answer:
+    """A JSON answer; `stored` is what an Idempotency-Key replay shows instead, `booking_id`
+    the booking a replay shows as it is then (no personal field is stored)."""
+    return Answer(
+        status=status,
+        body=shown.model_dump_json().encode(),
+        headers=headers or {},
+        stored=None if stored is None else stored.model_dump_json().encode(),
+        booking_id=booking_id,
+    )
+
+
+def no_content(_: object) -> Answer:
+    return Answer(status=204, body=b"")
+
+
+def respond(answer: Answer) -> web.Response:
+    headers = dict(answer.headers)
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if answer.status == 204:
+        return web.Response(status=204, headers=headers)
+    return web.Response(
+        body=answer.body, status=answer.status, content_type=answer.content_type, headers=headers
+    )
 
 
 def json_response(

@@ -9,12 +9,13 @@ from aiohttp import web
 
 from service import keys
 from service.domain.webhooks import Scope
-from service.handlers.common import json_response, principal, read_query, reading
+from service.handlers.common import json_response, principal, read, read_query
 from service.listener import Interest
 from service.models import Event, EventPage, EventQuery
 from service.paging import Sealer
 from service.ratelimit import long_poll
 from service.usecases.events import FeedPage, Position, check_key, read_feed
+from service.usecases.uow import UseCase
 
 # Sealed (service/paging.py): a feed position holds the server's transaction horizon and an id
 # from one global sequence, which would tell a reader about other scopes' events.
@@ -77,13 +78,13 @@ async def _read(
 
 
 async def _check_key(request: web.Request) -> None:
-    async with reading(request) as tx:
-        await check_key(tx)
+    await read(request, UseCase(check_key))
 
 
 async def _read_once(request: web.Request, query: EventQuery, after: Position | None) -> FeedPage:
-    async with reading(request) as tx:
-        return await read_feed(tx, after, query.limit, query.types)
+    return await read(
+        request, UseCase(read_feed, after=after, limit=query.limit, types=query.types)
+    )
 
 
 async def _poll(

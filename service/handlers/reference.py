@@ -2,38 +2,63 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from service import paging
-from service.handlers.common import json_response, path_id, read_body, read_query, reading, writing
+from service.handlers.common import (
+    answer,
+    json_response,
+    path_id,
+    read,
+    read_body,
+    read_query,
+    write,
+)
 from service.models import ForceIn, ForceOut, Page, PageQuery, ProviderIn, ProviderOut
 from service.usecases import reference
+from service.usecases.tx import Tx
+from service.usecases.uow import Answer, UseCase
 
 
 async def list_forces(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    async with reading(request) as tx:
-        rows = await reference.list_forces(tx, paging.decode_text(query.cursor), query.limit + 1)
+    rows = await read(
+        request,
+        UseCase(
+            reference.list_forces, after=paging.decode_text(query.cursor), limit=query.limit + 1
+        ),
+    )
     items, cursor = paging.split_page(rows, query.limit, lambda row: paging.encode(row["code"]))
     return json_response(
         Page[ForceOut](items=[ForceOut.model_validate(dict(r)) for r in items], next_cursor=cursor)
     )
 
 
-async def create_force(request: web.Request) -> web.Response:
+async def _new_force(request: web.Request) -> UseCase[Tx, Any]:
     body = await read_body(request, ForceIn)
-    async with writing(request) as tx:
-        row = await reference.create_force(tx, body.code, body.name)
-        shown = ForceOut.model_validate(dict(row))
-    return json_response(shown, status=201)
+    return UseCase(reference.create_force, code=body.code, name=body.name)
+
+
+async def create_force(request: web.Request) -> web.Response:
+    return await write(
+        request,
+        _new_force(request),
+        lambda row: answer(ForceOut.model_validate(dict(row)), status=201),
+    )
 
 
 async def list_providers(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    async with reading(request) as tx:
-        rows = await reference.list_providers(
-            tx, paging.decode_position(query.cursor), query.limit + 1
-        )
+    rows = await read(
+        request,
+        UseCase(
+            reference.list_providers,
+            after=paging.decode_position(query.cursor),
+            limit=query.limit + 1,
+        ),
+    )
     items, cursor = paging.split_page(rows, query.limit, paging.by_created)
     return json_response(
         Page[ProviderOut](
@@ -42,20 +67,21 @@ async def list_providers(request: web.Request) -> web.Response:
     )
 
 
-async def create_provider(request: web.Request) -> web.Response:
+async def _new_provider(request: web.Request) -> UseCase[Tx, Any]:
     body = await read_body(request, ProviderIn)
-    async with writing(request) as tx:
-        row = await reference.create_provider(tx, body.name, body.duty_phone)
-        shown = ProviderOut.model_validate(dict(row))
-    return json_response(
-        shown,
-        status=201,
-        headers={"Location": f"/v1/providers/{row['id']}"},
-    )
+    return UseCase(reference.create_provider, name=body.name, duty_phone=body.duty_phone)
+
+
+def _created_provider(row: Any) -> Answer:
+    shown = ProviderOut.model_validate(dict(row))
+    return answer(shown, status=201, headers={"Location": f"/v1/providers/{shown.id}"})
+
+
+async def create_provider(request: web.Request) -> web.Response:
+    return await write(request, _new_provider(request), _created_provider)
 
 
 async def get_provider(request: web.Request) -> web.Response:
     provider_id = path_id(request, "provider_id", "provider")
-    async with reading(request) as tx:
-        row = await reference.get_provider(tx, provider_id)
+    row = await read(request, UseCase(reference.get_provider, provider_id=provider_id))
     return json_response(ProviderOut.model_validate(dict(row)))

@@ -8,9 +8,10 @@ from aiohttp import web
 
 from service import keys
 from service.domain.reports import GroupBy, to_csv, wants_csv
-from service.handlers.common import json_response, read_query, reading
+from service.handlers.common import json_response, read, read_query
 from service.models import ReportQuery, ReportSummary
 from service.usecases.reports import ReportRequest, summary
+from service.usecases.uow import UseCase
 
 
 async def get_report_summary(request: web.Request) -> web.Response:
@@ -24,8 +25,7 @@ async def get_report_summary(request: web.Request) -> web.Response:
         publishable=query.publishable,
         stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
     )
-    async with reading(request) as tx:
-        report = await summary(tx, command)
+    report = await read(request, UseCase(summary, request=command))
     shown = ReportSummary.model_validate(report)
     if wants_csv(request.headers.get("Accept")):
         return web.Response(

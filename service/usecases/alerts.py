@@ -17,7 +17,7 @@ from service.domain.access import require_role
 from service.ids import new_id
 from service.paging import Position
 from service.queries import alerts
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
 from service.vocab import AlertKind, AuditAction, EventType, ObjectType, Role
 
 log = structlog.get_logger(__name__)
@@ -97,7 +97,7 @@ class AlertFilter:
 
 
 async def list_alerts(
-    tx: Tx, filters: AlertFilter, after: Position | None, limit: int
+    tx: ReadTx, filters: AlertFilter, after: Position | None, limit: int
 ) -> list[asyncpg.Record]:
     """Alerts in the order they were first raised; admins only."""
     require_role(tx.caller, Role.ADMIN)

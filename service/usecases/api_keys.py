@@ -13,7 +13,7 @@ from service.domain.access import require_role
 from service.errors import NotFound, ValidationProblem
 from service.paging import Position
 from service.queries import api_keys, reference, webhooks
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
 
 
@@ -75,7 +75,7 @@ async def create_api_key(tx: Tx, key: NewKey) -> IssuedKey:
     return await issue_key(tx, key)
 
 
-async def list_api_keys(tx: Tx, after: Position | None, limit: int) -> list[asyncpg.Record]:
+async def list_api_keys(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
     require_role(tx.caller, Role.ADMIN)
     return await api_keys.list_page(tx.conn, after, limit)
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from service.domain.access import require_role
 from service.queries import audit
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx
 from service.vocab import ObjectType, Role
 
 
@@ -29,7 +29,7 @@ class AuditFilter:
 
 
 async def read_audit(
-    tx: Tx, filters: AuditFilter, after: int | None, limit: int
+    tx: ReadTx, filters: AuditFilter, after: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """Rows in id order (the order they were written), after the row id `after`."""
     require_role(tx.caller, Role.ADMIN)

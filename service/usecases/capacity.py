@@ -27,7 +27,7 @@ from service.errors import Conflict, NotFound, PreconditionFailed
 from service.paging import Position
 from service.queries import allocations, beds, sites
 from service.usecases.claims import ClaimRefused, claim_bed
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, AvailabilityCause, EventType, ObjectType, Role
 
 # Whether an If-Match precondition lets a change to the given current version go ahead.
@@ -53,7 +53,7 @@ class NewBlock:
 # --- rules shared by every operation ------------------------------------------------------
 
 
-def _reader(tx: Tx) -> None:
+def _reader(tx: ReadTx) -> None:
     require_role(tx.caller, Role.PROVIDER, Role.ADMIN)
 
 
@@ -61,7 +61,7 @@ def _writer(tx: Tx) -> None:
     require_role(tx.caller, Role.PROVIDER)
 
 
-async def _own_site(tx: Tx, site_id: UUID) -> None:
+async def _own_site(tx: ReadTx, site_id: UUID) -> None:
     """404 unless the site exists and is in the caller's scope (admins see every site)."""
     provider_id = await sites.provider_of(tx.conn, site_id)
     if provider_id is None:
@@ -132,7 +132,7 @@ def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def list_sites(
-    tx: Tx, *, after: Position | None, limit: int, stale_after: timedelta
+    tx: ReadTx, *, after: Position | None, limit: int, stale_after: timedelta
 ) -> SitePage:
     _reader(tx)
     rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
@@ -154,7 +154,7 @@ async def create_site(
     return _shown_site(row, tx.at, stale_after)
 
 
-async def get_site(tx: Tx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
+async def get_site(tx: ReadTx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
     _reader(tx)
     row = await sites.get(tx.conn, site_id)
     if row is None:
@@ -211,7 +211,7 @@ def _label_taken(label: str) -> Conflict:
     return Conflict(f"this site already has a bed labelled {label!r}", slug="already-exists")
 
 
-async def list_beds(tx: Tx, site_id: UUID, *, after: Position | None, limit: int) -> Page:
+async def list_beds(tx: ReadTx, site_id: UUID, *, after: Position | None, limit: int) -> Page:
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await beds.list_page(tx.conn, site_id, after, limit + 1)
@@ -272,7 +272,7 @@ async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionChe
 
 
 async def list_blocks(
-    tx: Tx,
+    tx: ReadTx,
     site_id: UUID,
     *,
     bed_id: UUID | None,
@@ -333,7 +333,7 @@ async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
 # --- occupancy --------------------------------------------------------------------------
 
 
-async def occupancy(tx: Tx, site_id: UUID, start: datetime, end: datetime) -> dict[str, Any]:
+async def occupancy(tx: ReadTx, site_id: UUID, start: datetime, end: datetime) -> dict[str, Any]:
     """Each bed of the site in use, with every claim on it overlapping [start, end), as the
     API shows it (the SQL builds each bed's list of claims)."""
     _reader(tx)

@@ -15,7 +15,7 @@ from typing import Any
 from service.domain.webhooks import event_body
 from service.errors import Unauthorized
 from service.queries import api_keys, events
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx
 from service.vocab import EventType, Role
 
 # A feed position: (the writing transaction's id as text, the event's id).
@@ -31,7 +31,7 @@ class FeedPage:
     position: Position
 
 
-async def check_key(tx: Tx) -> None:
+async def check_key(tx: ReadTx) -> None:
     """401 when the caller's key was revoked since it was authenticated: a long poll reading
     again after its wait reads nothing more for a revoked key."""
     if not await api_keys.is_live_id(tx.conn, tx.caller.key_id):
@@ -42,7 +42,7 @@ async def check_key(tx: Tx) -> None:
 
 
 async def read_feed(
-    tx: Tx, after: Position | None, limit: int, types: Sequence[EventType] | None
+    tx: ReadTx, after: Position | None, limit: int, types: Sequence[EventType] | None
 ) -> FeedPage:
     """Up to `limit` events after `after` (None: from the oldest retained), of `types` (None:
     all), in the caller's scope."""

@@ -10,7 +10,7 @@ from service.domain.access import require_role
 from service.errors import Conflict, NotFound
 from service.paging import Position
 from service.queries import reference
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
 
 
@@ -23,7 +23,7 @@ async def create_force(tx: Tx, code: str, name: str) -> asyncpg.Record:
     return row
 
 
-async def list_forces(tx: Tx, after: str | None, limit: int) -> list[asyncpg.Record]:
+async def list_forces(tx: ReadTx, after: str | None, limit: int) -> list[asyncpg.Record]:
     return await reference.list_forces(tx.conn, after, limit)
 
 
@@ -37,11 +37,11 @@ async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> a
     return row
 
 
-async def list_providers(tx: Tx, after: Position | None, limit: int) -> list[asyncpg.Record]:
+async def list_providers(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
     return await reference.list_providers(tx.conn, after, limit)
 
 
-async def get_provider(tx: Tx, provider_id: UUID) -> asyncpg.Record:
+async def get_provider(tx: ReadTx, provider_id: UUID) -> asyncpg.Record:
     row = await reference.get_provider(tx.conn, provider_id)
     if row is None:
         raise NotFound("provider not found")

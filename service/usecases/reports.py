@@ -22,7 +22,7 @@ from service.domain.access import require_role
 from service.domain.reports import GroupBy
 from service.errors import NotFound
 from service.queries import reports
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx
 from service.vocab import (
     AlertKind,
     AuditAction,
@@ -48,7 +48,7 @@ class ReportRequest:
     stale_after: timedelta = timedelta(hours=8)
 
 
-def _scope(tx: Tx, request: ReportRequest) -> reports.Scope:
+def _scope(tx: ReadTx, request: ReportRequest) -> reports.Scope:
     """Admins see everything (narrowed as asked); a provider only its own sites and an officer
     only its own force, whatever they ask: naming another scope is 404, as everywhere."""
     who = tx.caller
@@ -99,7 +99,7 @@ def _round(value: Any, places: int = 2) -> float | None:
     return None if value is None else round(float(value), places)
 
 
-async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
+async def summary(tx: ReadTx, request: ReportRequest) -> dict[str, Any]:
     """The report as the API shows it: the window, the grouping and one entry per group."""
     scope = _scope(tx, request)
     publishable = request.publishable
@@ -218,7 +218,7 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
     }
 
 
-async def _stale_sites(tx: Tx, scope: reports.Scope, stale_after: timedelta) -> list[Any]:
+async def _stale_sites(tx: ReadTx, scope: reports.Scope, stale_after: timedelta) -> list[Any]:
     """Sites whose capacity is stale now, longest first: all for admins (one provider's when
     narrowed), a provider's own; none for officers, who manage no capacity."""
     if tx.caller.role == Role.OFFICER:

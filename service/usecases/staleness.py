@@ -16,7 +16,6 @@ async def announce_stale(tx: Tx, stale_after: timedelta, limit: int) -> int:
     one site.capacity_stale each (to its provider and admins), in the same transaction and the
     same statement; returns how many. Safe on any number of replicas: each site is marked by
     one of them only, and stays marked until its capacity is confirmed again."""
-    assert tx.writable
     return await sites.announce_stale(
         tx.conn,
         tx.at,

@@ -15,13 +15,13 @@ from service.vocab import AuditAction, EventType, ObjectType
 
 
 @dataclass(frozen=True)
-class Tx:
-    """One unit of work: its connection, who acts, when (the injectable clock's one reading,
-    used for every timestamp the work writes) and which request asked.
+class ReadTx:
+    """A unit of work that only reads: its connection, who acts, when (the injectable clock's
+    one reading) and which request asked. It has no way to record anything: a use case that
+    writes takes a `Tx`, and mypy refuses a `ReadTx` where a `Tx` is asked for.
 
     `who` is None for the service itself (`on_behalf` names it: the expiry job is "system",
-    `pos` commands are "cli"). A Tx opened by `reading()` has no transaction and records
-    nothing: recording on it is a programming error.
+    `pos` commands are "cli").
     """
 
     conn: Connection
@@ -29,20 +29,23 @@ class Tx:
     who: Principal | None
     request_id: str | None = None
     on_behalf: str = "system"
-    writable: bool = True
 
     @property
     def caller(self) -> Principal:
         """The calling key; use cases reached only through the API may rely on one."""
-        assert self.who is not None, "this use case needs a caller"
+        if self.who is None:
+            raise TypeError("this use case needs a caller")
         return self.who
 
     @property
     def actor(self) -> str:
         return self.who.actor if self.who is not None else self.on_behalf
 
-    def _writing(self) -> None:
-        assert self.writable, "a read-only Tx records nothing"
+
+@dataclass(frozen=True)
+class Tx(ReadTx):
+    """A unit of work in a transaction, and the only way to record what happened in it: the
+    timestamps it writes are all `at`."""
 
     async def history(
         self,
@@ -56,7 +59,6 @@ class Tx:
     ) -> None:
         """One step of a booking's history (who, when, why and its coded reason, the state
         it left)."""
-        self._writing()
         await records.history(
             self.conn,
             booking_id,
@@ -82,7 +84,6 @@ class Tx:
         """An event in the outbox: a booking's (from its state now), a site's with a cause
         (its availability changed), a site's without one (about its capacity as a whole:
         when it was last confirmed), or a security alert's (for admins only)."""
-        self._writing()
         if booking_id is not None:
             await records.booking_event(self.conn, booking_id, type_, at or self.at)
         elif alert_id is not None:
@@ -111,7 +112,6 @@ class Tx:
         objects: Sequence[tuple[UUID | str, Iterable[str]]],
     ) -> None:
         """One audit row per object, in one round trip (a list read: one per booking shown)."""
-        self._writing()
         who = self.who
         await records.audit(
             self.conn,
@@ -149,6 +149,6 @@ async def writing(
 
 def reading(
     conn: Connection, *, at: datetime, who: Principal | None, request_id: str | None = None
-) -> Tx:
+) -> ReadTx:
     """For use cases that only read what is not personal: no transaction, nothing recorded."""
-    return Tx(conn, at, who, request_id, writable=False)
+    return ReadTx(conn, at, who, request_id)

@@ -24,7 +24,7 @@ from service.errors import NotFound, ValidationProblem
 from service.paging import Position
 from service.queries import events
 from service.queries import webhooks as store
-from service.usecases.tx import Tx
+from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, DeliveryOutcome, ObjectType, Role
 
 # How long resolving a new subscription's host may take before it counts as unresolvable.
@@ -118,12 +118,12 @@ async def create_webhook(
     return CreatedWebhook(row, secret)
 
 
-async def list_webhooks(tx: Tx, after: Position | None, limit: int) -> list[asyncpg.Record]:
+async def list_webhooks(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
     scope = Scope.of(tx.caller)
     return await store.list_page(tx.conn, scope.force_code, scope.provider_id, after, limit)
 
 
-async def get_webhook(tx: Tx, webhook_id: UUID) -> asyncpg.Record:
+async def get_webhook(tx: ReadTx, webhook_id: UUID) -> asyncpg.Record:
     """A subscription in the caller's scope; any other (or a deleted one) is 404."""
     scope = Scope.of(tx.caller)
     row = await store.get(tx.conn, webhook_id, scope.force_code, scope.provider_id)
@@ -141,7 +141,7 @@ async def delete_webhook(tx: Tx, webhook_id: UUID) -> None:
 
 
 async def list_deliveries(
-    tx: Tx, webhook_id: UUID, before: int | None, limit: int
+    tx: ReadTx, webhook_id: UUID, before: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """A subscription's delivery attempts, newest first, before the row id `before`."""
     await get_webhook(tx, webhook_id)
@@ -216,7 +216,7 @@ class Next:
     position: tuple[str, int]
 
 
-async def next_event(tx: Tx, sub: Claimed) -> Next:
+async def next_event(tx: ReadTx, sub: Claimed) -> Next:
     """The first committed event after the subscription's position that its scope may see
     and its types ask for, as its scope's role sees it."""
     read = await events.page(
