@@ -10,8 +10,9 @@ import os
 import re
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -20,8 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from service.errors import ValidationProblem
 from service.text import parse_timestamp, refused_character
 
-R = TypeVar("R")
 P = TypeVar("P")
+T = TypeVar("T")
+U = TypeVar("U")
 
 # Most lists sort by (created_at, id); reference data by its natural key.
 Position = tuple[datetime, UUID]
@@ -166,16 +168,31 @@ def decode_row_id(cursor: str | None) -> int | None:
     return int(position)
 
 
-def split_page(
-    rows: Sequence[R], limit: int, cursor_of: Callable[[R], str]
-) -> tuple[list[R], str | None]:
-    """Rows were fetched with LIMIT limit + 1: the extra row only says another page exists."""
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """A page of a list, as every use case that lists returns it: its items, and the cursor of
+    the page after (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+    def map(self, shown: Callable[[T], U]) -> Page[U]:
+        return Page([shown(item) for item in self.items], self.next_cursor)
+
+
+def page(rows: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> Page[T]:
+    """The one place a page is finished. Rows were fetched with LIMIT limit + 1: the extra
+    row only says another page exists, and the cursor is the last item's."""
     items = list(rows[:limit])
     if len(rows) > limit and items:
-        return items, cursor_of(items[-1])
-    return items, None
+        return Page(items, cursor_of(items[-1]))
+    return Page(items, None)
 
 
-def by_created(row: Any) -> str:
+class Row(Protocol):
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def by_created(row: Row) -> str:
     """The cursor of a row sorted by (created_at, id)."""
     return encode(row["created_at"], row["id"])

@@ -15,15 +15,8 @@ async def list_security_alerts(request: web.Request) -> web.Response:
     query = read_query(request, AlertQuery)
     filters = AlertFilter(api_key_id=query.key_id, force=query.force, kind=query.kind)
     after = paging.decode_position(query.cursor)
-    rows = await read(
-        request, UseCase(list_alerts, filters=filters, after=after, limit=query.limit + 1)
+    page = await read(
+        request, UseCase(list_alerts, filters=filters, after=after, limit=query.limit)
     )
-    items, cursor = paging.split_page(
-        rows, query.limit, lambda row: paging.encode(row["first_at"], row["id"])
-    )
-    return json_response(
-        Page[AlertOut](
-            items=[AlertOut.model_validate(dict(r)) for r in items],
-            next_cursor=cursor,
-        )
-    )
+    items = [AlertOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[AlertOut](items=items, next_cursor=page.next_cursor))

@@ -48,20 +48,16 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 async def list_api_keys(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    rows = await read(
+    page = await read(
         request,
         UseCase(
             api_keys.list_api_keys,
             after=paging.decode_position(query.cursor),
-            limit=query.limit + 1,
+            limit=query.limit,
         ),
     )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(
-        Page[ApiKeyOut](
-            items=[ApiKeyOut.model_validate(dict(r)) for r in items], next_cursor=cursor
-        )
-    )
+    items = [ApiKeyOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[ApiKeyOut](items=items, next_cursor=page.next_cursor))
 
 
 async def revoke_api_key(request: web.Request) -> web.Response:

@@ -22,12 +22,6 @@ async def list_audit(request: web.Request) -> web.Response:
         until=query.until,
     )
     after = paging.decode_row_id(query.cursor)
-    rows = await read(
-        request, UseCase(read_audit, filters=filters, after=after, limit=query.limit + 1)
-    )
-    items, cursor = paging.split_page(rows, query.limit, lambda row: paging.encode(row["id"]))
-    return json_response(
-        Page[AuditEntry](
-            items=[AuditEntry.model_validate(dict(r)) for r in items], next_cursor=cursor
-        )
-    )
+    page = await read(request, UseCase(read_audit, filters=filters, after=after, limit=query.limit))
+    items = [AuditEntry.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[AuditEntry](items=items, next_cursor=page.next_cursor))

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
-from typing import Any
 from uuid import UUID
 
 import structlog
@@ -41,6 +40,7 @@ from service.models import (
 )
 from service.usecases import alerts, bookings, feedback
 from service.usecases import availability as availability_usecases
+from service.usecases.results import BookingShown
 from service.usecases.tx import Tx
 from service.usecases.uow import Answer, UseCase
 from service.vocab import AlertKind
@@ -100,15 +100,19 @@ async def availability(request: web.Request) -> web.Response:
 # --- bookings -------------------------------------------------------------------------------
 
 
-def _booking(
-    *, status: int = 200, headers: dict[str, str] | None = None
-) -> Callable[[dict[str, Any]], Answer]:
+def booking_out(shown: BookingShown) -> BookingOut:
+    """The booking as the API shows it: what the use case left unset (the person's words, for
+    an officer) is absent, not null."""
+    return BookingOut.model_validate(shown.model_dump(exclude_unset=True))
+
+
+def _booking(*, status: int = 200, location: bool = False) -> Callable[[BookingShown], Answer]:
     """A booking's answer. An Idempotency-Key replay of it re-reads the booking (`_replay`),
     so no body with the address or personal fields in it is stored."""
 
-    def present(shown: dict[str, Any]) -> Answer:
-        booking = BookingOut.model_validate(shown)
-        return answer(booking, status=status, headers=headers, booking_id=booking.id)
+    def present(shown: BookingShown) -> Answer:
+        headers = {"Location": f"/v1/bookings/{shown.id}"} if location else None
+        return answer(booking_out(shown), status=status, headers=headers, booking_id=shown.id)
 
     return present
 
@@ -119,12 +123,12 @@ def _replay(request: web.Request) -> Callable[[Tx, UUID], Awaitable[bytes]]:
 
     async def replay(tx: Tx, booking_id: UUID) -> bytes:
         shown = await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
-        return BookingOut.model_validate(shown).model_dump_json().encode()
+        return booking_out(shown).model_dump_json().encode()
 
     return replay
 
 
-async def _hold(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
+async def _hold(request: web.Request) -> UseCase[Tx, BookingShown]:
     body = await read_body(request, BookingIn)
     command = bookings.Hold(
         **body.model_dump(exclude={"needs"}), needs=Needs(**body.needs.model_dump())
@@ -132,20 +136,21 @@ async def _hold(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     return UseCase(bookings.hold, command=command, policy=request.app[keys.POLICY])
 
 
-def _created(shown: dict[str, Any]) -> Answer:
-    booking_id = shown["id"]
-    return _booking(status=201, headers={"Location": f"/v1/bookings/{booking_id}"})(shown)
-
-
 async def create_booking(request: web.Request) -> web.Response:
     metrics = request.app[keys.METRICS]
 
-    def held(_: dict[str, Any]) -> None:
+    def held(_: BookingShown) -> None:
         metrics.holds.labels("held").inc()
         metrics.bookings.labels("held").inc()
 
     try:
-        return await write(request, _hold(request), _created, replay=_replay(request), after=held)
+        return await write(
+            request,
+            _hold(request),
+            _booking(status=201, location=True),
+            replay=_replay(request),
+            after=held,
+        )
     except (HoldCapReached, BookingCapReached, TooFarAhead) as refused:
         metrics.limited.labels(refused.cap).inc()
         metrics.holds.labels("capped").inc()
@@ -180,9 +185,9 @@ async def list_bookings(request: web.Request) -> web.Response:
         after=paging.decode_position(query.cursor),
     )
 
-    def present(page: bookings.BookingPage) -> Answer:
-        cursor = paging.by_created(page.items[-1]) if page.more and page.items else None
-        return answer(Page[BookingOut].model_validate({"items": page.items, "next_cursor": cursor}))
+    def present(page: paging.Page[BookingShown]) -> Answer:
+        items = [booking_out(b) for b in page.items]
+        return answer(Page[BookingOut](items=items, next_cursor=page.next_cursor))
 
     listed = UseCase(bookings.list_bookings, query=page_query, policy=request.app[keys.POLICY])
     return await write(request, listed, present)
@@ -201,7 +206,7 @@ _CODED: dict[str, type[DeclineIn | CancelIn | NoShowIn]] = {
 def action_handler(action: str) -> Handler:
     """POST /v1/bookings/{id}/<action>: one handler per lifecycle action."""
 
-    async def parse(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
+    async def parse(request: web.Request) -> UseCase[Tx, BookingShown]:
         booking_id = path_id(request, "booking_id", "booking")
         if action == "extend":
             extend = await read_body(request, ExtendIn)
@@ -230,14 +235,14 @@ def action_handler(action: str) -> Handler:
             parse(request),
             _booking(),
             replay=_replay(request),
-            after=lambda acted: changed.labels(acted["status"]).inc(),
+            after=lambda acted: changed.labels(acted.status).inc(),
         )
 
     handle.__name__ = f"{action.replace('-', '_')}_booking"
     return handle
 
 
-async def _feedback(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
+async def _feedback(request: web.Request) -> UseCase[Tx, BookingShown]:
     booking_id = path_id(request, "booking_id", "booking")
     body = await read_body(request, FeedbackIn)
     answers = feedback.Answers(**body.model_dump(exclude={"consent"}))

@@ -132,12 +132,8 @@ async def list_beds(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    return json_response(
-        Page[BedOut](
-            items=[BedOut.model_validate(dict(r)) for r in page.items],
-            next_cursor=page.next_cursor,
-        )
-    )
+    items = [BedOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[BedOut](items=items, next_cursor=page.next_cursor))
 
 
 async def _new_bed(request: web.Request) -> UseCase[Tx, Any]:
@@ -209,12 +205,8 @@ async def list_blocks(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    return json_response(
-        Page[BlockOut](
-            items=[BlockOut.model_validate(dict(r)) for r in page.items],
-            next_cursor=page.next_cursor,
-        )
-    )
+    items = [BlockOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[BlockOut](items=items, next_cursor=page.next_cursor))
 
 
 async def _new_block(request: web.Request) -> UseCase[Tx, Any]:

@@ -24,16 +24,12 @@ from service.usecases.uow import Answer, UseCase
 
 async def list_forces(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    rows = await read(
+    page = await read(
         request,
-        UseCase(
-            reference.list_forces, after=paging.decode_text(query.cursor), limit=query.limit + 1
-        ),
+        UseCase(reference.list_forces, after=paging.decode_text(query.cursor), limit=query.limit),
     )
-    items, cursor = paging.split_page(rows, query.limit, lambda row: paging.encode(row["code"]))
-    return json_response(
-        Page[ForceOut](items=[ForceOut.model_validate(dict(r)) for r in items], next_cursor=cursor)
-    )
+    items = [ForceOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[ForceOut](items=items, next_cursor=page.next_cursor))
 
 
 async def _new_force(request: web.Request) -> UseCase[Tx, Any]:
@@ -51,20 +47,16 @@ async def create_force(request: web.Request) -> web.Response:
 
 async def list_providers(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    rows = await read(
+    page = await read(
         request,
         UseCase(
             reference.list_providers,
             after=paging.decode_position(query.cursor),
-            limit=query.limit + 1,
+            limit=query.limit,
         ),
     )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(
-        Page[ProviderOut](
-            items=[ProviderOut.model_validate(dict(r)) for r in items], next_cursor=cursor
-        )
-    )
+    items = [ProviderOut.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[ProviderOut](items=items, next_cursor=page.next_cursor))
 
 
 async def _new_provider(request: web.Request) -> UseCase[Tx, Any]:

@@ -57,18 +57,16 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
-    rows = await read(
+    page = await read(
         request,
         UseCase(
             webhooks.list_webhooks,
             after=paging.decode_position(query.cursor),
-            limit=query.limit + 1,
+            limit=query.limit,
         ),
     )
-    items, cursor = paging.split_page(rows, query.limit, paging.by_created)
-    return json_response(
-        Page[Webhook](items=[Webhook.model_validate(dict(r)) for r in items], next_cursor=cursor)
-    )
+    items = [Webhook.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[Webhook](items=items, next_cursor=page.next_cursor))
 
 
 async def get_webhook(request: web.Request) -> web.Response:
@@ -96,9 +94,6 @@ async def list_webhook_deliveries(request: web.Request) -> web.Response:
             webhooks.list_deliveries, webhook_id=webhook_id, before=before, limit=query.limit + 1
         ),
     )
-    items, cursor = paging.split_page(
-        rows, query.limit, lambda row: sealer.seal(DELIVERIES, row["row_id"])
-    )
-    return json_response(
-        Page[Delivery](items=[Delivery.model_validate(dict(r)) for r in items], next_cursor=cursor)
-    )
+    page = paging.page(rows, query.limit, lambda row: sealer.seal(DELIVERIES, row["row_id"]))
+    items = [Delivery.model_validate(dict(r)) for r in page.items]
+    return json_response(Page[Delivery](items=items, next_cursor=page.next_cursor))

@@ -13,9 +13,10 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from service import paging
 from service.domain.access import require_role
 from service.ids import new_id
-from service.paging import Position
+from service.paging import Page, Position
 from service.queries import alerts
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AlertKind, AuditAction, EventType, ObjectType, Role
@@ -98,14 +99,15 @@ class AlertFilter:
 
 async def list_alerts(
     tx: ReadTx, filters: AlertFilter, after: Position | None, limit: int
-) -> list[asyncpg.Record]:
+) -> Page[asyncpg.Record]:
     """Alerts in the order they were first raised; admins only."""
     require_role(tx.caller, Role.ADMIN)
-    return await alerts.list_page(
+    rows = await alerts.list_page(
         tx.conn,
         api_key_id=filters.api_key_id,
         force_code=filters.force,
         kind=filters.kind,
         after=after,
-        limit=limit,
+        limit=limit + 1,
     )
+    return paging.page(rows, limit, lambda row: paging.encode(row["first_at"], row["id"]))

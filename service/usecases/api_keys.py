@@ -8,10 +8,11 @@ from uuid import UUID
 
 import asyncpg
 
+from service import paging
 from service.auth import display_prefix, generate_key, hash_key
 from service.domain.access import require_role
 from service.errors import NotFound, ValidationProblem
-from service.paging import Position
+from service.paging import Page, Position
 from service.queries import api_keys, reference, webhooks
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
@@ -75,9 +76,10 @@ async def create_api_key(tx: Tx, key: NewKey) -> IssuedKey:
     return await issue_key(tx, key)
 
 
-async def list_api_keys(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
+async def list_api_keys(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
     require_role(tx.caller, Role.ADMIN)
-    return await api_keys.list_page(tx.conn, after, limit)
+    rows = await api_keys.list_page(tx.conn, after, limit + 1)
+    return paging.page(rows, limit, paging.by_created)
 
 
 async def revoke_key(tx: Tx, key_id: UUID) -> asyncpg.Record:

@@ -9,7 +9,9 @@ from uuid import UUID
 
 import asyncpg
 
+from service import paging
 from service.domain.access import require_role
+from service.paging import Page
 from service.queries import audit
 from service.usecases.tx import ReadTx
 from service.vocab import ObjectType, Role
@@ -30,16 +32,16 @@ class AuditFilter:
 
 async def read_audit(
     tx: ReadTx, filters: AuditFilter, after: int | None, limit: int
-) -> list[asyncpg.Record]:
+) -> Page[asyncpg.Record]:
     """Rows in id order (the order they were written), after the row id `after`."""
     require_role(tx.caller, Role.ADMIN)
     object_type, object_id = filters.object_type, filters.object_id
     if filters.booking_id is not None:
         booking = str(filters.booking_id)
         if object_type not in (None, ObjectType.BOOKING) or object_id not in (None, booking):
-            return []  # the filters apply together, and no row is two objects at once
+            return Page([], None)  # the filters apply together; no row is two objects
         object_type, object_id = ObjectType.BOOKING, booking
-    return await audit.list_page(
+    rows = await audit.list_page(
         tx.conn,
         object_type=object_type,
         object_id=object_id,
@@ -47,5 +49,6 @@ async def read_audit(
         since=filters.since,
         until=filters.until,
         after=after,
-        limit=limit,
+        limit=limit + 1,
     )
+    return paging.page(rows, limit, lambda row: paging.encode(row["id"]))

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from service import paging
 from service.domain import claims, lifecycle
 from service.domain.access import address_withheld, in_scope, require_role, withheld_detail
 from service.domain.beds import Bed, Needs, best_fit
@@ -31,9 +31,11 @@ from service.domain.stays import (
 )
 from service.errors import Conflict, NotFound, Unprocessable
 from service.ids import new_id
+from service.paging import Page
 from service.queries import bookings, disclosures
 from service.usecases import alerts
 from service.usecases.claims import ClaimRefused, claim_bed
+from service.usecases.results import BookingShown
 from service.usecases.tx import Tx
 from service.vocab import (
     FEEDBACK_PERSONAL_FIELDS,
@@ -92,20 +94,12 @@ class ListQuery:
     after: tuple[datetime, UUID] | None = None
 
 
-@dataclass(frozen=True)
-class BookingPage:
-    """Bookings as the API shows them, and whether more follow the last of them."""
-
-    items: list[dict[str, Any]]
-    more: bool
-
-
 # --- showing --------------------------------------------------------------------------------
 
 
 async def _visible(
     tx: Tx, row: asyncpg.Record, policy: Policy, *, listed: bool = False
-) -> dict[str, Any]:
+) -> BookingShown:
     """The booking as the caller may see it: the site's address and phone only where allowed
     (issue 14: to an officer, once the person is about to travel, never for a phone-only site,
     never in a list, and within the disclosure budget), else why not."""
@@ -142,7 +136,7 @@ async def _visible(
         booking["feedback"] = {
             k: v for k, v in feedback.items() if k not in FEEDBACK_PERSONAL_FIELDS
         }
-    return booking
+    return BookingShown.model_validate(booking)
 
 
 async def _disclose(
@@ -184,19 +178,22 @@ async def _disclose(
     return None
 
 
-def _shown(booking: dict[str, Any]) -> list[str]:
+def _shown(booking: BookingShown) -> list[str]:
     """What a read audit row names: the personal fields, site contact details and the
     person's own feedback text shown."""
-    site = booking["site"]
-    feedback = booking["feedback"] or {}
+    site, feedback = booking.site, booking.feedback
     return (
-        [name for name in PERSONAL_FIELDS if booking[name] is not None]
-        + [f"site.{name}" for name in SITE_CONTACT if site.get(name) is not None]
-        + [f"feedback.{name}" for name in FEEDBACK_PERSONAL_FIELDS if feedback.get(name)]
+        [name for name in PERSONAL_FIELDS if getattr(booking, name) is not None]
+        + [f"site.{name}" for name in SITE_CONTACT if getattr(site, name) is not None]
+        + [
+            f"feedback.{name}"
+            for name in FEEDBACK_PERSONAL_FIELDS
+            if feedback is not None and getattr(feedback, name)
+        ]
     )
 
 
-async def show(tx: Tx, booking_id: UUID, *, policy: Policy) -> dict[str, Any]:
+async def show(tx: Tx, booking_id: UUID, *, policy: Policy) -> BookingShown:
     """One booking as the caller may see it, as the API names its fields; audited as read.
     A booking outside the caller's scope is not found (its existence is not revealed)."""
     who = tx.caller
@@ -208,7 +205,7 @@ async def show(tx: Tx, booking_id: UUID, *, policy: Policy) -> dict[str, Any]:
     return booking
 
 
-async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> BookingPage:
+async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> Page[BookingShown]:
     """A page of the bookings in the caller's scope (an officer's force, a provider's sites,
     all for admins), oldest first; each booking on the page is audited as read."""
     who = tx.caller
@@ -225,15 +222,16 @@ async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> BookingP
         # One more than the page: it only says that another page follows.
         limit=query.limit + 1,
     )
-    items = [await _visible(tx, row, policy, listed=True) for row in rows[: query.limit]]
-    await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b["id"], _shown(b)) for b in items])
-    return BookingPage(items=items, more=len(rows) > query.limit)
+    page = paging.page(rows, query.limit, paging.by_created)
+    items = [await _visible(tx, row, policy, listed=True) for row in page.items]
+    await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b.id, _shown(b)) for b in items])
+    return Page(items, page.next_cursor)
 
 
 # --- holding --------------------------------------------------------------------------------
 
 
-async def hold(tx: Tx, command: Hold, *, policy: Policy) -> dict[str, Any]:
+async def hold(tx: Tx, command: Hold, *, policy: Policy) -> BookingShown:
     """Hold the best-fitting free bed at the site for the window; returns the booking shown.
 
     The exclusion constraint is the arbiter between racing requests: when another request
@@ -386,7 +384,7 @@ def _until(lapse: datetime | None, at: datetime, otherwise: timedelta) -> timede
 
 async def act(
     tx: Tx, booking_id: UUID, action: str, command: Step, *, policy: Policy
-) -> dict[str, Any]:
+) -> BookingShown:
     """Take one lifecycle action; returns the booking shown as it is left.
 
     The booking's row is locked first, so two actions on one booking queue rather than both

@@ -24,7 +24,7 @@ from service import paging
 from service.domain import capacity, claims
 from service.domain.access import check_provider_scope, require_role
 from service.errors import Conflict, NotFound, PreconditionFailed
-from service.paging import Position
+from service.paging import Page, Position
 from service.queries import allocations, beds, sites
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import ReadTx, Tx
@@ -32,14 +32,6 @@ from service.vocab import AuditAction, AvailabilityCause, EventType, ObjectType,
 
 # Whether an If-Match precondition lets a change to the given current version go ahead.
 VersionCheck = Callable[[int], bool]
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a list: the rows, and the cursor of the next page (None on the last)."""
-
-    items: list[asyncpg.Record]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -92,11 +84,6 @@ async def _bed_to_change(
     return current
 
 
-def _page(rows: list[asyncpg.Record], limit: int) -> Page:
-    items, cursor = paging.split_page(rows, limit, paging.by_created)
-    return Page(items, cursor)
-
-
 async def _availability_changed(tx: Tx, site_id: UUID, cause: AvailabilityCause) -> None:
     await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=site_id, cause=cause)
 
@@ -113,12 +100,6 @@ def _shown_site(row: asyncpg.Record, at: datetime, stale_after: timedelta) -> di
     return site
 
 
-@dataclass(frozen=True)
-class SitePage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
 def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
     """A site's fields as the API names them, as its columns: the location is lat and lon."""
     columns = dict(values)
@@ -133,11 +114,11 @@ def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 
 async def list_sites(
     tx: ReadTx, *, after: Position | None, limit: int, stale_after: timedelta
-) -> SitePage:
+) -> Page[dict[str, Any]]:
     _reader(tx)
     rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
-    page = _page(rows, limit)
-    return SitePage([_shown_site(r, tx.at, stale_after) for r in page.items], page.next_cursor)
+    page = paging.page(rows, limit, paging.by_created)
+    return page.map(lambda row: _shown_site(row, tx.at, stale_after))
 
 
 async def create_site(
@@ -211,11 +192,13 @@ def _label_taken(label: str) -> Conflict:
     return Conflict(f"this site already has a bed labelled {label!r}", slug="already-exists")
 
 
-async def list_beds(tx: ReadTx, site_id: UUID, *, after: Position | None, limit: int) -> Page:
+async def list_beds(
+    tx: ReadTx, site_id: UUID, *, after: Position | None, limit: int
+) -> Page[asyncpg.Record]:
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await beds.list_page(tx.conn, site_id, after, limit + 1)
-    return _page(rows, limit)
+    return paging.page(rows, limit, paging.by_created)
 
 
 async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncpg.Record:
@@ -280,13 +263,13 @@ async def list_blocks(
     end: datetime | None,
     after: Position | None,
     limit: int,
-) -> Page:
+) -> Page[asyncpg.Record]:
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await allocations.list_blocks(
         tx.conn, site_id, bed_id=bed_id, start=start, end=end, after=after, limit=limit + 1
     )
-    return _page(rows, limit)
+    return paging.page(rows, limit, paging.by_created)
 
 
 async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record:

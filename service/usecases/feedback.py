@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 from uuid import UUID
 
 from service.domain.access import in_scope, require_role
@@ -11,6 +10,7 @@ from service.domain.stays import Policy
 from service.errors import Conflict, NotFound
 from service.queries import feedback as feedback_queries
 from service.usecases.bookings import show
+from service.usecases.results import BookingShown
 from service.usecases.tx import Tx
 from service.vocab import FEEDBACK_STATUSES, AuditAction, ObjectType, Role
 
@@ -26,7 +26,7 @@ class Answers:
     what_would_help: str | None = None
 
 
-async def record(tx: Tx, booking_id: UUID, answers: Answers, *, policy: Policy) -> dict[str, Any]:
+async def record(tx: Tx, booking_id: UUID, answers: Answers, *, policy: Policy) -> BookingShown:
     """Record the person's feedback on a booking at one of the provider's sites once the
     person has left or was met at a no-show, cancellation or decline; returns the booking
     shown. One per booking; none once its personal fields have been erased. Audited by field

@@ -6,9 +6,10 @@ from uuid import UUID
 
 import asyncpg
 
+from service import paging
 from service.domain.access import require_role
 from service.errors import Conflict, NotFound
-from service.paging import Position
+from service.paging import Page, Position
 from service.queries import reference
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
@@ -23,8 +24,9 @@ async def create_force(tx: Tx, code: str, name: str) -> asyncpg.Record:
     return row
 
 
-async def list_forces(tx: ReadTx, after: str | None, limit: int) -> list[asyncpg.Record]:
-    return await reference.list_forces(tx.conn, after, limit)
+async def list_forces(tx: ReadTx, after: str | None, limit: int) -> Page[asyncpg.Record]:
+    rows = await reference.list_forces(tx.conn, after, limit + 1)
+    return paging.page(rows, limit, lambda row: paging.encode(row["code"]))
 
 
 async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> asyncpg.Record:
@@ -37,8 +39,9 @@ async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> a
     return row
 
 
-async def list_providers(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
-    return await reference.list_providers(tx.conn, after, limit)
+async def list_providers(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
+    rows = await reference.list_providers(tx.conn, after, limit + 1)
+    return paging.page(rows, limit, paging.by_created)
 
 
 async def get_provider(tx: ReadTx, provider_id: UUID) -> asyncpg.Record:

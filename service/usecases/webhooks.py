@@ -18,10 +18,11 @@ from uuid import UUID
 
 import asyncpg
 
+from service import paging
 from service.domain import webhooks as rules
 from service.domain.webhooks import RetryPolicy, Scope, Verdict
 from service.errors import NotFound, ValidationProblem
-from service.paging import Position
+from service.paging import Page, Position
 from service.queries import events
 from service.queries import webhooks as store
 from service.usecases.tx import ReadTx, Tx
@@ -118,9 +119,10 @@ async def create_webhook(
     return CreatedWebhook(row, secret)
 
 
-async def list_webhooks(tx: ReadTx, after: Position | None, limit: int) -> list[asyncpg.Record]:
+async def list_webhooks(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
     scope = Scope.of(tx.caller)
-    return await store.list_page(tx.conn, scope.force_code, scope.provider_id, after, limit)
+    rows = await store.list_page(tx.conn, scope.force_code, scope.provider_id, after, limit + 1)
+    return paging.page(rows, limit, paging.by_created)
 
 
 async def get_webhook(tx: ReadTx, webhook_id: UUID) -> asyncpg.Record:

@@ -1,0 +1,90 @@
+"""What use cases return: typed results the presenters (service/handlers/) read directly, by
+attribute, instead of rows and dicts whose keys only a test run checks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from service.vocab import AddressWithheld, BookingStatus, Gender
+
+
+class Result(BaseModel):
+    """Frozen; validated once, from the query's row (its JSON parts included)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class NeedsShown(Result):
+    gender: Gender
+    dependants: int
+    wheelchair: bool
+    language: str | None
+
+
+class HistoryStep(Result):
+    action: str
+    status: BookingStatus
+    at: datetime
+    by: str
+    reason_code: str | None
+    reason: str | None
+
+
+class FeedbackShown(Result):
+    """The person's answers. `what_would_help` is left unset (not None) where the reader may
+    not see the person's own words: the presenter leaves it out."""
+
+    consent: bool
+    felt_safe: int | None
+    treated_with_respect: int | None
+    needs_met: str | None
+    language_used: str | None
+    what_would_help: str | None = None
+    created_at: datetime
+
+
+class Withheld(Result):
+    """Why a site's address and phone are not shown to this reader."""
+
+    reason: AddressWithheld
+    detail: str
+
+
+class SiteShown(Result):
+    """The booking's site as the reader may see it: no address or phone where withheld."""
+
+    name: str
+    area: str
+    address: str | None = None
+    phone: str | None = None
+    duty_phone: str | None = None
+    address_withheld: Withheld | None = None
+
+
+class BookingShown(Result):
+    """A booking as its reader may see it (SPEC section 5's booking, issue 14's withholding)."""
+
+    id: UUID
+    site_id: UUID
+    force: str
+    bed_id: UUID
+    status: BookingStatus
+    start: datetime
+    end: datetime
+    needs: NeedsShown
+    person_ref: str | None
+    custody_suite: str
+    officer_collar: str | None
+    notes: str | None
+    hold_expires_at: datetime | None
+    respond_by: datetime | None
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+    history: tuple[HistoryStep, ...]
+    feedback: FeedbackShown | None
+    site: SiteShown
+    created_at: datetime
+    updated_at: datetime
