@@ -53,6 +53,7 @@ def _database(dsn: str | None) -> Callable[[web.Application], AsyncIterator[None
         app[keys.UNITS] = Units(
             pool,
             app[keys.CLOCK],
+            app[keys.POLICY],
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         )
         app[keys.METRICS].watch_pool(lambda: pool_state(pool))
@@ -101,8 +102,9 @@ async def _begin_shutdown(app: web.Application) -> None:
     app[keys.SHUTDOWN].begin()
 
 
-def _policy(settings: Settings) -> Policy:
-    """The booking rules' knobs, from the settings (the domain never reads settings)."""
+def policy(settings: Settings) -> Policy:
+    """Every knob of the rules, from the settings, once (the domain never reads settings):
+    each unit of work hands it to its use case as `tx.policy`."""
     return Policy(
         hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
         provider_response=timedelta(seconds=settings.provider_response_seconds),
@@ -118,6 +120,9 @@ def _policy(settings: Settings) -> Policy:
         disclosure_without_placement=timedelta(
             minutes=settings.disclosure_without_placement_minutes
         ),
+        stale_after=timedelta(hours=settings.stale_after_hours),
+        webhook_require_https=settings.environment == "production",
+        webhook_allow_private=settings.webhook_allow_private,
     )
 
 
@@ -149,7 +154,7 @@ def create_app(
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.METRICS] = Metrics()
     app[keys.SHUTDOWN] = stopping.Shutdown(settings.shutdown_timeout_seconds)
-    app[keys.POLICY] = _policy(settings)
+    app[keys.POLICY] = policy(settings)
     app[keys.RATE_LIMITER] = RateLimiter.from_settings(settings)
     app[keys.REFUSAL_WATCH] = RefusalWatch(settings.alert_refusals_per_hour)
     app[keys.LONG_POLLS] = LongPolls(settings.long_polls_per_key)

@@ -23,11 +23,14 @@ HOLD_ROUNDS = 3
 
 @dataclass(frozen=True)
 class Policy:
-    """How long holds and requests live, and how many holds a key or force may have."""
+    """Every knob a use case turns to (the settings' values, made once at start, service/app.py
+    `policy`; these defaults are the settings' own): how long holds and requests live, how
+    many bookings a key or force may have, how far ahead, what an officer is shown and when,
+    when a site's capacity is stale, and where webhooks may point."""
 
-    hold_ttl: timedelta
-    provider_response: timedelta
-    no_show_grace: timedelta
+    hold_ttl: timedelta = timedelta(minutes=15)
+    provider_response: timedelta = timedelta(minutes=30)
+    no_show_grace: timedelta = timedelta(hours=2)
     hold_cap_per_key: int = 5
     hold_cap_per_force: int = 20
     booking_cap_per_key: int = 10
@@ -37,6 +40,11 @@ class Policy:
     disclosure_budget_per_key: int = 6
     disclosure_budget_per_force: int = 40
     disclosure_without_placement: timedelta = timedelta(hours=2)
+    # STALE_AFTER_HOURS: a site unconfirmed that long is shown `stale`.
+    stale_after: timedelta = timedelta(hours=8)
+    # Webhook targets: https only (production); private addresses allowed (development).
+    webhook_require_https: bool = False
+    webhook_allow_private: bool = False
 
 
 class HoldCapReached(Problem):

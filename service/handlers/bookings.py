@@ -5,7 +5,6 @@ present, count."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
@@ -84,8 +83,6 @@ async def availability(request: web.Request) -> web.Response:
         refused_before=partial(
             request.app[keys.RATE_LIMITER].refused_searches, principal(request).key_id
         ),
-        stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
-        horizon=request.app[keys.POLICY].max_lead,
     )
     searches = request.app[keys.METRICS].searches
     # A writing unit: the search's one statement records it in the search log.
@@ -117,15 +114,10 @@ def _booking(*, status: int = 200, location: bool = False) -> Callable[[BookingS
     return present
 
 
-def _replay(request: web.Request) -> Callable[[Tx, UUID], Awaitable[bytes]]:
+async def _replay(tx: Tx, booking_id: UUID) -> bytes:
     """The replay of a stored booking answer: the booking as the caller may see it now (read,
     and audited as read, in the replay's own unit of work)."""
-
-    async def replay(tx: Tx, booking_id: UUID) -> bytes:
-        shown = await bookings.show(tx, booking_id, policy=request.app[keys.POLICY])
-        return booking_out(shown).model_dump_json().encode()
-
-    return replay
+    return booking_out(await bookings.show(tx, booking_id)).model_dump_json().encode()
 
 
 async def _hold(request: web.Request) -> UseCase[Tx, BookingShown]:
@@ -133,7 +125,7 @@ async def _hold(request: web.Request) -> UseCase[Tx, BookingShown]:
     command = bookings.Hold(
         **body.model_dump(exclude={"needs"}), needs=Needs(**body.needs.model_dump())
     )
-    return UseCase(bookings.hold, command=command, policy=request.app[keys.POLICY])
+    return UseCase(bookings.hold, command=command)
 
 
 async def create_booking(request: web.Request) -> web.Response:
@@ -148,7 +140,7 @@ async def create_booking(request: web.Request) -> web.Response:
             request,
             _hold(request),
             _booking(status=201, location=True),
-            replay=_replay(request),
+            replay=_replay,
             after=held,
         )
     except (HoldCapReached, BookingCapReached, TooFarAhead) as refused:
@@ -170,7 +162,7 @@ async def create_booking(request: web.Request) -> web.Response:
 
 async def get_booking(request: web.Request) -> web.Response:
     booking_id = path_id(request, "booking_id", "booking")
-    show = UseCase(bookings.show, booking_id=booking_id, policy=request.app[keys.POLICY])
+    show = UseCase(bookings.show, booking_id=booking_id)
     return await write(request, show, _booking())
 
 
@@ -189,7 +181,7 @@ async def list_bookings(request: web.Request) -> web.Response:
         items = [booking_out(b) for b in page.items]
         return answer(Page[BookingOut](items=items, next_cursor=page.next_cursor))
 
-    listed = UseCase(bookings.list_bookings, query=page_query, policy=request.app[keys.POLICY])
+    listed = UseCase(bookings.list_bookings, query=page_query)
     return await write(request, listed, present)
 
 
@@ -225,7 +217,6 @@ def action_handler(action: str) -> Handler:
             booking_id=booking_id,
             action=action,
             command=step,
-            policy=request.app[keys.POLICY],
         )
 
     async def handle(request: web.Request) -> web.Response:
@@ -234,7 +225,7 @@ def action_handler(action: str) -> Handler:
             request,
             parse(request),
             _booking(),
-            replay=_replay(request),
+            replay=_replay,
             after=lambda acted: changed.labels(acted.status).inc(),
         )
 
@@ -246,12 +237,10 @@ async def _feedback(request: web.Request) -> UseCase[Tx, BookingShown]:
     booking_id = path_id(request, "booking_id", "booking")
     body = await read_body(request, FeedbackIn)
     answers = feedback.Answers(**body.model_dump(exclude={"consent"}))
-    return UseCase(
-        feedback.record, booking_id=booking_id, answers=answers, policy=request.app[keys.POLICY]
-    )
+    return UseCase(feedback.record, booking_id=booking_id, answers=answers)
 
 
 async def create_feedback(request: web.Request) -> web.Response:
     """POST /v1/bookings/{id}/feedback: the person's own answers, recorded by the provider.
     Replayed by re-reading the booking: the person's words are never stored as an answer."""
-    return await write(request, _feedback(request), _booking(status=201), replay=_replay(request))
+    return await write(request, _feedback(request), _booking(status=201), replay=_replay)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from service import keys, paging
+from service import paging
 from service.handlers.common import (
     answer,
     etag,
@@ -43,10 +42,6 @@ from service.usecases.uow import Answer, UseCase
 # --- sites ------------------------------------------------------------------------------------
 
 
-def _stale_after(request: web.Request) -> timedelta:
-    return timedelta(hours=request.app[keys.SETTINGS].stale_after_hours)
-
-
 async def list_sites(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
     page = await read(
@@ -55,7 +50,6 @@ async def list_sites(request: web.Request) -> web.Response:
             capacity.list_sites,
             after=paging.decode_position(query.cursor),
             limit=query.limit,
-            stale_after=_stale_after(request),
         ),
     )
     return json_response(
@@ -77,9 +71,7 @@ def _created_site(row: dict[str, Any]) -> Answer:
 
 async def _new_site(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     body = await read_body(request, SiteIn)
-    return UseCase(
-        capacity.create_site, values=body.model_dump(), stale_after=_stale_after(request)
-    )
+    return UseCase(capacity.create_site, values=body.model_dump())
 
 
 async def create_site(request: web.Request) -> web.Response:
@@ -88,9 +80,7 @@ async def create_site(request: web.Request) -> web.Response:
 
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
-    row = await read(
-        request, UseCase(capacity.get_site, site_id=site_id, stale_after=_stale_after(request))
-    )
+    row = await read(request, UseCase(capacity.get_site, site_id=site_id))
     return json_response(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
 
 
@@ -102,7 +92,6 @@ async def patch_site(request: web.Request) -> web.Response:
         site_id=site_id,
         changes=body.model_dump(exclude_unset=True),
         version_ok=partial(if_match_allows, request),
-        stale_after=_stale_after(request),
     )
     return await write(request, patch, _site)
 
@@ -114,7 +103,7 @@ async def confirm_capacity(request: web.Request) -> web.Response:
 
 async def _confirm(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
     site_id = path_id(request, "site_id", "site")
-    return UseCase(capacity.confirm_capacity, site_id=site_id, stale_after=_stale_after(request))
+    return UseCase(capacity.confirm_capacity, site_id=site_id)
 
 
 # --- beds -------------------------------------------------------------------------------------

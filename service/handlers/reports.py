@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from aiohttp import web
 
-from service import keys
 from service.domain.reports import GroupBy, to_csv, wants_csv
 from service.handlers.common import json_response, read, read_query
 from service.models import ReportQuery, ReportSummary
@@ -23,7 +20,6 @@ async def get_report_summary(request: web.Request) -> web.Response:
         force=query.force,
         provider=query.provider,
         publishable=query.publishable,
-        stale_after=timedelta(hours=request.app[keys.SETTINGS].stale_after_hours),
     )
     report = await read(request, UseCase(summary, request=command))
     shown = ReportSummary.model_validate(report)

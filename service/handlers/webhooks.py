@@ -19,24 +19,16 @@ from service.models import Delivery, Page, PageQuery, Webhook, WebhookCreated, W
 from service.usecases import webhooks
 from service.usecases.tx import Tx
 from service.usecases.uow import Answer, UseCase
-from service.usecases.webhooks import NewWebhook, TargetRules
+from service.usecases.webhooks import NewWebhook
 
 # The purpose sealed into a delivery list's cursors (service/paging.py).
 DELIVERIES = "webhook-deliveries"
 
 
-def _target_rules(request: web.Request) -> TargetRules:
-    settings = request.app[keys.SETTINGS]
-    return TargetRules(
-        require_https=settings.environment == "production",
-        allow_private=settings.webhook_allow_private,
-    )
-
-
 async def _new_webhook(request: web.Request) -> UseCase[Tx, webhooks.CreatedWebhook]:
     body = await read_body(request, WebhookIn)
     command = NewWebhook(url=body.url, event_types=[str(t) for t in body.event_types])
-    return UseCase(webhooks.create_webhook, command=command, target=_target_rules(request))
+    return UseCase(webhooks.create_webhook, command=command)
 
 
 def _created(created: webhooks.CreatedWebhook) -> Answer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from service.domain import capacity
@@ -21,8 +21,9 @@ class Search:
     """What an officer asks for. `refused_before` takes how many of the key's searches the
     rate limiter refused since its last recorded one (the search log counts them); it is
     called only once the search is known to run, so a refused or invalid search keeps them.
-    `stale_after` is STALE_AFTER_HOURS: a site unconfirmed that long is shown `stale` and
-    ranked after fresh ones of the same language fit."""
+    A site unconfirmed for `tx.policy.stale_after` is shown `stale` and ranked after fresh ones
+    of the same language fit; a stay may start at most `tx.policy.max_lead` ahead, so nothing
+    further is searched."""
 
     end: datetime
     start: datetime | None = None
@@ -35,9 +36,6 @@ class Search:
     avoid: tuple[float, float, float] | None = None
     limit: int = 20
     refused_before: Callable[[], int] = lambda: 0
-    stale_after: timedelta = timedelta(hours=8)
-    # How far ahead a stay may start (MAX_LEAD_HOURS): nothing further could be held.
-    horizon: timedelta = timedelta(hours=48)
 
 
 async def search(tx: Tx, query: Search) -> dict[str, Any]:
@@ -45,13 +43,13 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
     capacity was last confirmed and whether that is stale) and how many match in all
     (`total`). A search that finds nothing records which need emptied it.
 
-    Not audited: it reads nothing personal. One statement that also records the search, so it
-    runs on a plain connection (a Tx from `reading`), with no transaction around it.
+    Not audited: it reads nothing personal. One statement that also records the search (its
+    row in the search log), so it takes a writing unit's Tx.
     """
     who = tx.caller
     require_role(who, Role.OFFICER, Role.ADMIN)
     start = query.start or tx.at
-    check_search_window(start, query.end, tx.at, query.horizon)
+    check_search_window(start, query.end, tx.at, tx.policy.max_lead)
     rows = await availability.search(
         tx.conn,
         start=start,
@@ -71,7 +69,7 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
             refused_before=query.refused_before(),
         ),
         limit=query.limit,
-        stale_before=capacity.stale_before(tx.at, query.stale_after),
+        stale_before=capacity.stale_before(tx.at, tx.policy.stale_after),
     )
     items = []
     for row in rows:

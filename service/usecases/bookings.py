@@ -22,7 +22,6 @@ from service.domain.stays import (
     HOLD_ROUNDS,
     BookingCapReached,
     HoldCapReached,
-    Policy,
     check_end,
     check_lead,
     check_window,
@@ -97,9 +96,7 @@ class ListQuery:
 # --- showing --------------------------------------------------------------------------------
 
 
-async def _visible(
-    tx: Tx, row: asyncpg.Record, policy: Policy, *, listed: bool = False
-) -> BookingShown:
+async def _visible(tx: Tx, row: asyncpg.Record, *, listed: bool = False) -> BookingShown:
     """The booking as the caller may see it: the site's address and phone only where allowed
     (issue 14: to an officer, once the person is about to travel, never for a phone-only site,
     never in a list, and within the disclosure budget), else why not."""
@@ -113,21 +110,21 @@ async def _visible(
         booking["status"],
         booking["start"],
         tx.at,
-        lead=policy.address_lead,
+        lead=tx.policy.address_lead,
         phone_only=phone_only,
     )
     if withheld is None and who.role == Role.OFFICER:
         withheld = (
             AddressWithheld.LISTED
             if listed
-            else await _disclose(tx, booking["id"], booking["site_id"], policy)
+            else await _disclose(tx, booking["id"], booking["site_id"])
         )
     if withheld is not None:
         for name in SITE_CONTACT:
             site.pop(name, None)
         site["address_withheld"] = {
             "reason": withheld,
-            "detail": withheld_detail(withheld, booking["start"], policy.address_lead),
+            "detail": withheld_detail(withheld, booking["start"], tx.policy.address_lead),
         }
     booking["site"] = site
     feedback = booking["feedback"]
@@ -139,12 +136,11 @@ async def _visible(
     return BookingShown.model_validate(booking)
 
 
-async def _disclose(
-    tx: Tx, booking_id: UUID, site_id: UUID, policy: Policy
-) -> AddressWithheld | None:
+async def _disclose(tx: Tx, booking_id: UUID, site_id: UUID) -> AddressWithheld | None:
     """Show an officer key a booking's site contact within its budget: distinct sites per key
     and per force over a rolling day. Seeing again what was already shown spends nothing.
     Past the budget the address is withheld and the coordinators alerted."""
+    policy = tx.policy
     who = tx.caller
     assert who.force_code is not None
     if await disclosures.shown_before(tx.conn, booking_id, who.key_id):
@@ -193,19 +189,19 @@ def _shown(booking: BookingShown) -> list[str]:
     )
 
 
-async def show(tx: Tx, booking_id: UUID, *, policy: Policy) -> BookingShown:
+async def show(tx: Tx, booking_id: UUID) -> BookingShown:
     """One booking as the caller may see it, as the API names its fields; audited as read.
     A booking outside the caller's scope is not found (its existence is not revealed)."""
     who = tx.caller
     row = await bookings.get(tx.conn, booking_id, tx.at)
     if row is None or not in_scope(who, row["force"], row["provider_id"]):
         raise NotFound("booking not found")
-    booking = await _visible(tx, row, policy)
+    booking = await _visible(tx, row)
     await tx.audit(AuditAction.READ, ObjectType.BOOKING, booking_id, _shown(booking))
     return booking
 
 
-async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> Page[BookingShown]:
+async def list_bookings(tx: Tx, query: ListQuery) -> Page[BookingShown]:
     """A page of the bookings in the caller's scope (an officer's force, a provider's sites,
     all for admins), oldest first; each booking on the page is audited as read."""
     who = tx.caller
@@ -223,7 +219,7 @@ async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> Page[Boo
         limit=query.limit + 1,
     )
     page = paging.page(rows, query.limit, paging.by_created)
-    items = [await _visible(tx, row, policy, listed=True) for row in page.items]
+    items = [await _visible(tx, row, listed=True) for row in page.items]
     await tx.audit_many(AuditAction.READ, ObjectType.BOOKING, [(b.id, _shown(b)) for b in items])
     return Page(items, page.next_cursor)
 
@@ -231,7 +227,7 @@ async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> Page[Boo
 # --- holding --------------------------------------------------------------------------------
 
 
-async def hold(tx: Tx, command: Hold, *, policy: Policy) -> BookingShown:
+async def hold(tx: Tx, command: Hold) -> BookingShown:
     """Hold the best-fitting free bed at the site for the window; returns the booking shown.
 
     The exclusion constraint is the arbiter between racing requests: when another request
@@ -246,7 +242,7 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> BookingShown:
     # A malformed window is a 400 like any bad input; only a well-formed one too far ahead is
     # the limit's refusal (429, audited and alerted).
     check_window(command.start, command.end, tx.at)
-    check_lead(command.start, tx.at, policy.max_lead)
+    check_lead(command.start, tx.at, tx.policy.max_lead)
     site = await bookings.site_for_booking(tx.conn, command.site_id)
     if site is None:
         raise NotFound("site not found")
@@ -259,9 +255,9 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> BookingShown:
             f"the site's longest stay is {site['max_stay_hours']} hours",
             slug="stay-too-long",
         )
-    await _check_caps(tx, policy)
+    await _check_caps(tx)
     booking_id = new_id()
-    await _claim_best_bed(tx, booking_id, command, policy)
+    await _claim_best_bed(tx, booking_id, command)
     await bookings.insert_booking(
         tx.conn,
         bookings.NewBooking(
@@ -290,7 +286,7 @@ async def hold(tx: Tx, command: Hold, *, policy: Policy) -> BookingShown:
         cause=AvailabilityCause.BOOKING_HELD,
     )
     await tx.audit(AuditAction.HOLD, ObjectType.BOOKING, booking_id, _set_fields(command))
-    return await show(tx, booking_id, policy=policy)
+    return await show(tx, booking_id)
 
 
 def _set_fields(command: Hold) -> list[str]:
@@ -302,7 +298,7 @@ def _set_fields(command: Hold) -> list[str]:
     return given if command.notes is None else [*given, "notes"]
 
 
-async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold, policy: Policy) -> UUID:
+async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold) -> UUID:
     """Claim the window on the best free bed that can still be had; returns the bed."""
     tried: set[UUID] = set()
     for _ in range(HOLD_ROUNDS):
@@ -332,7 +328,7 @@ async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold, policy: Polic
                 bed.id,
                 command.start,
                 command.end,
-                tx.at + policy.hold_ttl,
+                tx.at + tx.policy.hold_ttl,
                 tx.at,
             )
             try:
@@ -344,11 +340,12 @@ async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold, policy: Polic
     raise no_capacity("no bed at this site meets the needs for the whole window")
 
 
-async def _check_caps(tx: Tx, policy: Policy) -> None:
+async def _check_caps(tx: Tx) -> None:
     """Refuse a hold beyond the key's or the force's cap on live holds, or on bookings not yet
     arrived (held, pending and confirmed together: confirming is no way round it). The
     force's lock is held to the end of the transaction, so concurrent holds of one force (any
     replica) count one after the other and never overshoot."""
+    policy = tx.policy
     who = tx.caller
     assert who.force_code is not None
     await bookings.lock_hold_caps(tx.conn, who.force_code)
@@ -382,9 +379,7 @@ def _until(lapse: datetime | None, at: datetime, otherwise: timedelta) -> timede
 # --- the lifecycle --------------------------------------------------------------------------
 
 
-async def act(
-    tx: Tx, booking_id: UUID, action: str, command: Step, *, policy: Policy
-) -> BookingShown:
+async def act(tx: Tx, booking_id: UUID, action: str, command: Step) -> BookingShown:
     """Take one lifecycle action; returns the booking shown as it is left.
 
     The booking's row is locked first, so two actions on one booking queue rather than both
@@ -398,7 +393,7 @@ async def act(
     if row is None or not in_scope(who, row["force_code"], row["provider_id"]):
         raise NotFound("booking not found")
     lifecycle.require_state(step, row["status"])
-    lifecycle.require_timing(step, row["start"], tx.at, policy.no_show_grace)
+    lifecycle.require_timing(step, row["start"], tx.at, tx.policy.no_show_grace)
     new_status = lifecycle.target_status(step, row["status"], row["booking_mode"])
 
     reason = command.reason
@@ -409,7 +404,7 @@ async def act(
         reason = reason or f"extended to {command.end.isoformat()}"
         widened, changed = True, ["end"]
     elif new_status == BookingStatus.PENDING:
-        respond_by = tx.at + policy.provider_response
+        respond_by = tx.at + tx.policy.provider_response
         await bookings.set_status(tx.conn, booking_id, new_status, tx.at, respond_by)
         changed = ["status", "respond_by"]
     else:
@@ -431,21 +426,21 @@ async def act(
             changed.append("checked_out_at")
 
     if step.name == AuditAction.CANCEL:
-        await _disclosed_without_placement(tx, booking_id, policy)
+        await _disclosed_without_placement(tx, booking_id)
     await tx.history(booking_id, step.name, new_status, reason=reason, reason_code=reason_code)
     await tx.event(lifecycle.event_type(step.name, new_status), booking_id=booking_id)
     cause = lifecycle.availability_cause(step.name, new_status, period_changed=widened)
     if cause is not None:
         await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=row["site_id"], cause=cause)
     await tx.audit(step.name, ObjectType.BOOKING, booking_id, changed)
-    return await show(tx, booking_id, policy=policy)
+    return await show(tx, booking_id)
 
 
-async def _disclosed_without_placement(tx: Tx, booking_id: UUID, policy: Policy) -> None:
+async def _disclosed_without_placement(tx: Tx, booking_id: UUID) -> None:
     """A booking cancelled soon after its site's address was shown to an officer key: a
     disclosure without placement, marked (reports count it) and alerted, naming the key that
     was shown the address."""
-    shown_since = tx.at - policy.disclosure_without_placement
+    shown_since = tx.at - tx.policy.disclosure_without_placement
     for shown in await disclosures.mark_without_placement(tx.conn, booking_id, tx.at, shown_since):
         minutes = max(0, round((tx.at - shown["at"]).total_seconds() / 60))
         await alerts.raise_alert(

@@ -112,18 +112,14 @@ def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 # --- sites ------------------------------------------------------------------------------
 
 
-async def list_sites(
-    tx: ReadTx, *, after: Position | None, limit: int, stale_after: timedelta
-) -> Page[dict[str, Any]]:
+async def list_sites(tx: ReadTx, *, after: Position | None, limit: int) -> Page[dict[str, Any]]:
     _reader(tx)
     rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
     page = paging.page(rows, limit, paging.by_created)
-    return page.map(lambda row: _shown_site(row, tx.at, stale_after))
+    return page.map(lambda row: _shown_site(row, tx.at, tx.policy.stale_after))
 
 
-async def create_site(
-    tx: Tx, values: Mapping[str, Any], *, stale_after: timedelta
-) -> dict[str, Any]:
+async def create_site(tx: Tx, values: Mapping[str, Any]) -> dict[str, Any]:
     """`values`: every field of a new site, as the API names them. A site without beds is
     in no search's results, so its creation announces nothing; its first bed does. Its
     capacity counts as confirmed when it is created."""
@@ -132,16 +128,16 @@ async def create_site(
     assert provider_id is not None
     row = await sites.create(tx.conn, provider_id, at=tx.at, **_site_columns(values))
     await tx.audit(AuditAction.CREATE, ObjectType.SITE, row["id"], values.keys())
-    return _shown_site(row, tx.at, stale_after)
+    return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
-async def get_site(tx: ReadTx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
+async def get_site(tx: ReadTx, site_id: UUID) -> dict[str, Any]:
     _reader(tx)
     row = await sites.get(tx.conn, site_id)
     if row is None:
         raise NotFound("site not found")
     check_provider_scope(tx.caller, row["provider_id"], "site")
-    return _shown_site(row, tx.at, stale_after)
+    return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
 async def patch_site(
@@ -149,8 +145,6 @@ async def patch_site(
     site_id: UUID,
     changes: Mapping[str, Any],
     version_ok: VersionCheck,
-    *,
-    stale_after: timedelta,
 ) -> dict[str, Any]:
     """`changes`: the fields given, as the API names them. The row is locked first, so
     concurrent changes queue and each compares against the version it will replace. A change
@@ -169,10 +163,10 @@ async def patch_site(
     await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, changed)
     if capacity.site_change_alters_search(changed):
         await _availability_changed(tx, site_id, AvailabilityCause.SITE_CHANGED)
-    return _shown_site(row, tx.at, stale_after)
+    return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
-async def confirm_capacity(tx: Tx, site_id: UUID, *, stale_after: timedelta) -> dict[str, Any]:
+async def confirm_capacity(tx: Tx, site_id: UUID) -> dict[str, Any]:
     """The provider's "still accurate": the site's capacity is confirmed now, so it is fresh
     (and a later staleness is announced again). Audited as an update of
     `capacity_confirmed_at`. Repeating it only moves the time on, so a retry is harmless. It
@@ -182,7 +176,7 @@ async def confirm_capacity(tx: Tx, site_id: UUID, *, stale_after: timedelta) -> 
     row = await sites.confirm_capacity(tx.conn, site_id, tx.at)
     assert row is not None  # the scope check found it, and sites are never deleted
     await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, ["capacity_confirmed_at"])
-    return _shown_site(row, tx.at, stale_after)
+    return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
 # --- beds -------------------------------------------------------------------------------

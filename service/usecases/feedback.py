@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from uuid import UUID
 
 from service.domain.access import in_scope, require_role
-from service.domain.stays import Policy
 from service.errors import Conflict, NotFound
 from service.queries import feedback as feedback_queries
 from service.usecases.bookings import show
@@ -26,7 +25,7 @@ class Answers:
     what_would_help: str | None = None
 
 
-async def record(tx: Tx, booking_id: UUID, answers: Answers, *, policy: Policy) -> BookingShown:
+async def record(tx: Tx, booking_id: UUID, answers: Answers) -> BookingShown:
     """Record the person's feedback on a booking at one of the provider's sites once the
     person has left or was met at a no-show, cancellation or decline; returns the booking
     shown. One per booking; none once its personal fields have been erased. Audited by field
@@ -57,4 +56,4 @@ async def record(tx: Tx, booking_id: UUID, answers: Answers, *, policy: Policy) 
     await tx.audit(
         AuditAction.CREATE, ObjectType.BOOKING, booking_id, [f"feedback.{n}" for n in given]
     )
-    return await show(tx, booking_id, policy=policy)
+    return await show(tx, booking_id)

@@ -44,8 +44,6 @@ class ReportRequest:
     force: str | None = None
     provider: UUID | None = None
     publishable: bool = False
-    # A site unconfirmed for this long is stale (STALE_AFTER_HOURS).
-    stale_after: timedelta = timedelta(hours=8)
 
 
 def _scope(tx: ReadTx, request: ReportRequest) -> reports.Scope:
@@ -214,7 +212,7 @@ async def summary(tx: ReadTx, request: ReportRequest) -> dict[str, Any]:
         "publishable": publishable,
         "searches_attributable": with_searches,
         "groups": [group(k) for k in sorted(keys, key=lambda k: (k is None, k or ""))],
-        "stale_sites": await _stale_sites(tx, scope, request.stale_after),
+        "stale_sites": await _stale_sites(tx, scope, tx.policy.stale_after),
     }
 
 

@@ -10,8 +10,12 @@ from uuid import UUID
 
 from service.db import Connection
 from service.domain.access import Principal
+from service.domain.stays import Policy
 from service.queries import records
 from service.vocab import AuditAction, EventType, ObjectType
+
+# The settings' defaults: for tools and tests that make a Tx without the service's settings.
+DEFAULT_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class ReadTx:
     who: Principal | None
     request_id: str | None = None
     on_behalf: str = "system"
+    # The rules' knobs (caps, lifetimes, lead times, budgets, staleness), from the settings.
+    policy: Policy = DEFAULT_POLICY
 
     @property
     def caller(self) -> Principal:
@@ -140,11 +146,12 @@ async def writing(
     who: Principal | None,
     request_id: str | None = None,
     on_behalf: str = "system",
+    policy: Policy = DEFAULT_POLICY,
 ) -> AsyncIterator[Tx]:
     """A transaction (or a savepoint, when `conn` is already in one): everything done and
     recorded through the Tx commits together or not at all."""
     async with conn.transaction():
-        yield Tx(conn, at, who, request_id, on_behalf)
+        yield Tx(conn, at, who, request_id, on_behalf, policy)
 
 
 def reading(

@@ -25,6 +25,7 @@ import structlog
 from service.clock import Clock
 from service.db import Connection, Pool
 from service.domain.access import Principal
+from service.domain.stays import Policy
 from service.errors import Conflict, Problem, Unprocessable
 from service.queries import idempotency
 from service.usecases.tx import ReadTx, Tx
@@ -114,9 +115,12 @@ def _name(use_case: Callable[..., Any]) -> str:
 class Units:
     """Runs use cases, each in a unit of work of its own. Built once, at start."""
 
-    def __init__(self, pool: Pool, clock: Clock, *, idempotency_ttl: timedelta) -> None:
+    def __init__(
+        self, pool: Pool, clock: Clock, policy: Policy, *, idempotency_ttl: timedelta
+    ) -> None:
         self.pool = pool
         self.clock = clock
+        self.policy = policy
         self.idempotency_ttl = idempotency_ttl
 
     async def read(self, origin: Origin, use_case: UseCase[ReadTx, R]) -> R:
@@ -263,7 +267,11 @@ class Units:
             await self._store(tx, once, once.refused(refusal))
 
     def _read_tx(self, conn: Connection, origin: Origin) -> ReadTx:
-        return ReadTx(conn, self.clock.now(), origin.who, origin.request_id, origin.on_behalf)
+        return ReadTx(
+            conn, self.clock.now(), origin.who, origin.request_id, origin.on_behalf, self.policy
+        )
 
     def _tx(self, conn: Connection, origin: Origin) -> Tx:
-        return Tx(conn, self.clock.now(), origin.who, origin.request_id, origin.on_behalf)
+        return Tx(
+            conn, self.clock.now(), origin.who, origin.request_id, origin.on_behalf, self.policy
+        )

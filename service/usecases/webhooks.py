@@ -97,9 +97,11 @@ class CreatedWebhook:
 
 
 async def create_webhook(
-    tx: Tx, command: NewWebhook, target: TargetRules, resolve: Resolver = resolve_host
+    tx: Tx, command: NewWebhook, resolve: Resolver = resolve_host
 ) -> CreatedWebhook:
-    """Subscribe the caller's scope to `event_types` at `url`, from the feed's head on."""
+    """Subscribe the caller's scope to `event_types` at `url`, from the feed's head on, if
+    the policy lets webhooks point there."""
+    target = TargetRules(tx.policy.webhook_require_https, tx.policy.webhook_allow_private)
     await check_target(command.url, target, resolve)
     who = tx.caller
     scope = Scope.of(who)
