@@ -89,8 +89,8 @@ async def availability(request: web.Request) -> web.Response:
     return await write(
         request,
         UseCase(availability_usecases.search, query=search),
-        lambda found: answer(AvailabilityOut.model_validate(found)),
-        after=lambda found: searches.labels("yes" if found["items"] else "no").inc(),
+        lambda found: answer(AvailabilityOut.model_validate(found, from_attributes=True)),
+        after=lambda found: searches.labels("yes" if found.items else "no").inc(),
     )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from service.domain import capacity
 from service.domain.access import require_role
 from service.domain.ranking import shown_distance
 from service.domain.stays import check_search_window
 from service.queries import availability
+from service.usecases.results import Found, SiteFound
 from service.usecases.tx import Tx
 from service.vocab import Gender, Role
 
@@ -38,7 +38,7 @@ class Search:
     refused_before: Callable[[], int] = lambda: 0
 
 
-async def search(tx: Tx, query: Search) -> dict[str, Any]:
+async def search(tx: Tx, query: Search) -> Found:
     """The page of matching sites (`items`, as the API names their fields, each with when its
     capacity was last confirmed and whether that is stale) and how many match in all
     (`total`). A search that finds nothing records which need emptied it.
@@ -71,10 +71,8 @@ async def search(tx: Tx, query: Search) -> dict[str, Any]:
         limit=query.limit,
         stale_before=capacity.stale_before(tx.at, tx.policy.stale_after),
     )
-    items = []
-    for row in rows:
-        item = dict(row)
-        del item["total"]
-        item["distance_km"] = shown_distance(row["distance_km"])
-        items.append(item)
-    return {"items": items, "total": rows[0]["total"] if rows else 0}
+    items = tuple(
+        SiteFound.model_validate({**row, "distance_km": shown_distance(row["distance_km"])})
+        for row in rows
+    )
+    return Found(items=items, total=rows[0]["total"] if rows else 0)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from service.vocab import AddressWithheld, BookingStatus, Gender
+from service.vocab import AddressWithheld, BookingMode, BookingStatus, Gender
 
 
 class Result(BaseModel):
@@ -88,3 +88,26 @@ class BookingShown(Result):
     site: SiteShown
     created_at: datetime
     updated_at: datetime
+
+
+class SiteFound(Result):
+    """A site a search found, as an officer may see it (no address, a rounded distance)."""
+
+    site_id: UUID
+    name: str
+    provider: str
+    area: str
+    distance_km: int | None
+    free_beds: int
+    booking_mode: BookingMode
+    languages: tuple[str, ...]
+    interpreter_on_call: bool
+    capacity_confirmed_at: datetime
+    stale: bool
+
+
+class Found(Result):
+    """A page of a search's sites, best first, and how many match in all."""
+
+    items: tuple[SiteFound, ...]
+    total: int
