@@ -4,48 +4,49 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import asyncpg
-
 from service import paging
 from service.domain.access import require_role
 from service.errors import Conflict, NotFound
 from service.paging import Page, Position
 from service.queries import reference
+from service.usecases.results import ForceShown, ProviderShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
 
 
-async def create_force(tx: Tx, code: str, name: str) -> asyncpg.Record:
+async def create_force(tx: Tx, code: str, name: str) -> ForceShown:
     require_role(tx.caller, Role.ADMIN)
     row = await reference.create_force(tx.conn, code, name, at=tx.at)
     if row is None:
         raise Conflict(f"force {code!r} already exists", slug="already-exists")
     await tx.audit(AuditAction.CREATE, ObjectType.FORCE, code, ["code", "name"])
-    return row
+    return ForceShown.model_validate(dict(row))
 
 
-async def list_forces(tx: ReadTx, after: str | None, limit: int) -> Page[asyncpg.Record]:
+async def list_forces(tx: ReadTx, after: str | None, limit: int) -> Page[ForceShown]:
     rows = await reference.list_forces(tx.conn, after, limit + 1)
-    return paging.page(rows, limit, lambda row: paging.encode(row["code"]))
+    page = paging.page(rows, limit, lambda row: paging.encode(row["code"]))
+    return page.map(lambda row: ForceShown.model_validate(dict(row)))
 
 
-async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> asyncpg.Record:
+async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> ProviderShown:
     require_role(tx.caller, Role.ADMIN)
     row = await reference.create_provider(tx.conn, name, at=tx.at, duty_phone=duty_phone)
     if row is None:
         raise Conflict(f"a provider named {name!r} already exists", slug="already-exists")
     given = ["name"] if duty_phone is None else ["duty_phone", "name"]
     await tx.audit(AuditAction.CREATE, ObjectType.PROVIDER, row["id"], given)
-    return row
+    return ProviderShown.model_validate(dict(row))
 
 
-async def list_providers(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
+async def list_providers(tx: ReadTx, after: Position | None, limit: int) -> Page[ProviderShown]:
     rows = await reference.list_providers(tx.conn, after, limit + 1)
-    return paging.page(rows, limit, paging.by_created)
+    page = paging.page(rows, limit, paging.by_created)
+    return page.map(lambda row: ProviderShown.model_validate(dict(row)))
 
 
-async def get_provider(tx: ReadTx, provider_id: UUID) -> asyncpg.Record:
+async def get_provider(tx: ReadTx, provider_id: UUID) -> ProviderShown:
     row = await reference.get_provider(tx.conn, provider_id)
     if row is None:
         raise NotFound("provider not found")
-    return row
+    return ProviderShown.model_validate(dict(row))

@@ -111,3 +111,14 @@ class Found(Result):
 
     items: tuple[SiteFound, ...]
     total: int
+
+
+class ForceShown(Result):
+    code: str
+    name: str
+
+
+class ProviderShown(Result):
+    id: UUID
+    name: str
+    duty_phone: str | None
