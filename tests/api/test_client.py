@@ -441,10 +441,13 @@ class Feed:
         self.steps = list(steps)
         self.requests: list[dict[str, str]] = []
         self.over = asyncio.Event()
+        # Polls held open past the script, counted as they arrive.
+        self.parked = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append({**request.query, "auth": request.headers.get("Authorization", "")})
         if not self.steps:
+            self.parked += 1
             await self.over.wait()
             return web.json_response({"items": [], "next_cursor": request.query.get("after")})
         step = self.steps.pop(0)
@@ -602,9 +605,11 @@ async def test_the_readme_feed_follower_runs_and_resumes(
         if run == 2:
             feed.steps.append(_page("c4", 4))
         follower = asyncio.create_task(_readme_python(0)["follow"]())
+        # Saved, and its next poll parked here: stopped any earlier, that poll could still be
+        # on its way and take the page the next run is given (seen once on a loaded machine).
         await until(
-            lambda: saved.exists() and saved.read_text() == expected,  # noqa: B023 (awaited here)
-            what=f"the cursor {expected} to be saved",
+            lambda: saved.exists() and saved.read_text() == expected and feed.parked == run,  # noqa: B023 (awaited here)
+            what=f"the cursor {expected} to be saved and the next poll to wait",
         )
         follower.cancel()
         with pytest.raises(asyncio.CancelledError):
