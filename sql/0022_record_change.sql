@@ -1,7 +1,7 @@
 -- One call records one change (issue 16 item 3): a booking's step of history, the events it
 -- announces and its audit row, written together by one statement from the service
--- (service/usecases/changes.py) instead of a round trip each. The rows are the ones the
--- service wrote one by one before (service/queries/records.py kept their shapes):
+-- (service/usecases/changes.py) instead of a statement each; the rows are those the service
+-- wrote one statement at a time before, shaped as they were:
 --
 -- * history, when `p_status` is given: the step a booking took (`p_booking_id`), who took it,
 --   why and its code;
@@ -12,7 +12,8 @@
 --   one INSERT for all of them, so the outbox's statement triggers run once;
 -- * the audit row, when `p_object_type` is given: who (key, role, scope), which request, what
 --   was done to which object and the names of the fields it changed (never their values).
--- The events one change announces, in order (see above). A plain SQL function, so the planner
+
+-- The events one change announces, in the order above. A plain SQL function, so the planner
 -- inlines it into the INSERT below (and tests/integration/test_query_plans.py can read its plan).
 CREATE FUNCTION change_events(
     p_event_type text, p_booking_id uuid, p_alert_id uuid, p_site_id uuid, p_cause text
