@@ -11,6 +11,8 @@ from service.domain.stays import Policy
 from service.errors import Conflict, NotFound
 from service.queries import feedback as feedback_queries
 from service.usecases.bookings import show
+from service.usecases.changes import Change
+from service.usecases.changes import record as record_change
 from service.usecases.tx import Tx
 from service.vocab import FEEDBACK_STATUSES, AuditAction, ObjectType, Role
 
@@ -53,8 +55,14 @@ async def record(tx: Tx, booking_id: UUID, answers: Answers, *, policy: Policy) 
     )
     if not recorded:
         raise Conflict("this booking already has feedback", slug="feedback-exists")
-    given = ["consent"] + [name for name, value in asdict(answers).items() if value is not None]
-    await tx.audit(
-        AuditAction.CREATE, ObjectType.BOOKING, booking_id, [f"feedback.{n}" for n in given]
+    given = {"consent": True, **asdict(answers)}
+    await record_change(
+        tx,
+        Change.of(
+            AuditAction.CREATE,
+            ObjectType.BOOKING,
+            booking_id,
+            {f"feedback.{name}": value for name, value in given.items()},
+        ),
     )
     return await show(tx, booking_id, policy=policy)
