@@ -11,7 +11,7 @@ import asyncpg
 from service.db import Connection
 
 # Hard filters, then the ranking (language, then fresh capacity before stale, then distance).
-# Each hard filter is one SQL function (sql/0025_search_filters.sql), inlined by the planner,
+# Each hard filter is one SQL function (sql/0025_shared_rules.sql), inlined by the planner,
 # that the explanation of an empty search (search_empty_cause) calls too.
 # Coordinates stay in the database: only the distance leaves it. Every number computed from a
 # site's position uses its coarse cell only (sql/0005_coarse_location.sql), never its exact

@@ -1,6 +1,7 @@
-"""The search's hard filters are written once (sql/0025_search_filters.sql) and read by the
-search, the hold's free beds and the explanation of an empty search alike; each is inlined by
-the planner, never called row by row. A function the planner inlines is never called, so with
+"""Rules shared by several statements are written once (sql/0025_shared_rules.sql) and inlined
+by the planner, never called row by row. The search's hard filters are read by the search, the
+hold's free beds and the explanation of an empty search alike; the report's group key by every
+statement of the summary report. A function the planner inlines is never called, so with
 `track_functions` on, the transaction's call counts show which were: the explanation itself
 (planned apart, when called), and none of the filters."""
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.auth import hash_key
 from service.db import Pool
-from service.queries import availability, bookings
+from service.queries import availability, bookings, reports
 from tests.support.world import bootstrap_admin
 
 FILTERS = (
@@ -82,3 +83,24 @@ async def test_the_filters_are_inlined_into_search_hold_and_explanation(db: Pool
     assert set(calls) == {"search_empty_cause", *FILTERS}
     assert calls.pop("search_empty_cause") >= 1  # tracking counts SQL functions called
     assert calls == dict.fromkeys(FILTERS, 0)
+
+
+async def test_the_report_key_is_inlined_into_every_report_statement(db: Pool) -> None:
+    now = datetime.now(UTC)
+    statements = {
+        name: sql
+        for name, sql in vars(reports).items()
+        if name.isupper() and isinstance(sql, str) and "report_key(" in sql
+    }
+    assert len(statements) == 7  # steps, spans, searches, alerts, feedback, offered, used
+    left: dict[str, list[str]] = {}
+    async with db.acquire() as conn:
+        for name, sql in statements.items():
+            # Searches and bed-nights offered take one scope filter, as $4; the rest two.
+            taken = 5 if "$5" in sql else 4
+            args = (now - timedelta(days=30), now, "month", None, None)[:taken]
+            plan = await conn.fetch("EXPLAIN (VERBOSE) " + sql, *args)
+            text = "\n".join(row[0] for row in plan)
+            if called := [f for f in ("report_key(", "report_month(") if f in text]:
+                left[name] = called
+    assert left == {}

@@ -1,11 +1,14 @@
--- The search's hard filters, each written once (issue 16 item 4): the search
+-- Rules several statements share, each written once (issue 16 item 4): the search's hard
+-- filters, and the summary report's grouping.
+--
+-- The search's hard filters: the search
 -- (service/queries/availability.py SEARCH_AND_RECORD), the hold's free beds
 -- (service/queries/bookings.py FREE_BEDS) and the explanation of an empty search
 -- (search_empty_cause, sql/0013) all call these, so the explanation can no longer drift from
 -- what the search does. A need not asked (NULL, 0, false) passes everything.
 --
 -- Each is LANGUAGE sql, one expression, not STRICT, no more volatile than its body: PostgreSQL
--- inlines it into the calling query (tests/integration/test_search_filters.py checks that no
+-- inlines it into the calling query (tests/integration/test_shared_rules.py checks that no
 -- call is left in the plans), so the planner still sees the bare columns: the partial index
 -- bed_search_idx still serves the bed filter, and the plan guards of
 -- tests/integration/test_query_plans.py hold.
@@ -104,3 +107,22 @@ FROM (
     WHERE s.status = 'active'
 ) AS staged
 $$;
+
+-- The summary report's group key (service/queries/reports.py): every statement groups its rows
+-- by the caller's choice of force, provider, area or month (in UTC, 'YYYY-MM'). A statement
+-- whose rows have no force (beds) or no provider or area (searches, alerts) passes NULL there:
+-- the use case does not ask those statements for those groupings. Inlined like the filters.
+CREATE FUNCTION report_month(at timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN to_char(at AT TIME ZONE 'UTC', 'YYYY-MM');
+
+CREATE FUNCTION report_key(
+    group_by text, force_code text, provider_id uuid, area text, month text
+) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE group_by
+           WHEN 'force' THEN force_code
+           WHEN 'provider' THEN provider_id::text
+           WHEN 'area' THEN area
+           WHEN 'month' THEN month
+       END;
