@@ -135,7 +135,7 @@ async def list_sites(
     tx: Tx, *, after: Position | None, limit: int, stale_after: timedelta
 ) -> SitePage:
     _reader(tx)
-    rows = await sites.list_page(tx.conn, tx.caller.provider_filter, after, limit + 1)
+    rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
     page = _page(rows, limit)
     return SitePage([_shown_site(r, tx.at, stale_after) for r in page.items], page.next_cursor)
 

@@ -16,7 +16,7 @@ from service.domain.webhooks import event_body
 from service.errors import Unauthorized
 from service.queries import api_keys, events
 from service.usecases.tx import Tx
-from service.vocab import EventType
+from service.vocab import EventType, Role
 
 # A feed position: (the writing transaction's id as text, the event's id).
 Position = tuple[str, int]
@@ -51,8 +51,8 @@ async def read_feed(
         tx.conn,
         after=after,
         limit=limit,
-        force_code=who.force_filter,
-        provider_id=who.provider_filter,
+        force_code=who.force_code if who.role == Role.OFFICER else None,
+        provider_id=who.provider_id if who.role == Role.PROVIDER else None,
         types=None if types is None else [str(t) for t in types],
     )
     return FeedPage([event_body(row, who.role) for row in read.rows], read.position)
