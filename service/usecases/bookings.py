@@ -214,8 +214,8 @@ async def list_bookings(tx: Tx, query: ListQuery, *, policy: Policy) -> BookingP
     rows = await bookings.list_page(
         tx.conn,
         tx.at,
-        scope_force=who.force_code if who.role == Role.OFFICER else None,
-        scope_provider=who.provider_id if who.role == Role.PROVIDER else None,
+        scope_force=who.force_filter,
+        scope_provider=who.provider_filter,
         force=query.force,
         site_id=query.site_id,
         status=query.status,

@@ -20,7 +20,6 @@ import asyncpg
 from service.domain import reports as rules
 from service.domain.access import require_role
 from service.domain.reports import GroupBy
-from service.errors import NotFound
 from service.queries import reports
 from service.usecases.tx import Tx
 from service.vocab import (
@@ -53,15 +52,7 @@ def _scope(tx: Tx, request: ReportRequest) -> reports.Scope:
     only its own force, whatever they ask: naming another scope is 404, as everywhere."""
     who = tx.caller
     require_role(who, Role.ADMIN, Role.PROVIDER, Role.OFFICER)
-    force, provider = request.force, request.provider
-    if who.role == Role.OFFICER:
-        if force not in (None, who.force_code):
-            raise NotFound("force not found")
-        force = who.force_code
-    elif who.role == Role.PROVIDER:
-        if provider not in (None, who.provider_id):
-            raise NotFound("provider not found")
-        provider = who.provider_id
+    force, provider = who.narrow(request.force, request.provider)
     return reports.Scope(request.start, request.end, request.group_by, force, provider)
 
 
