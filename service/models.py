@@ -748,11 +748,11 @@ class Delivery(Out):
 
 
 # --- reports (issue 10) -------------------------------------------------------------------------
-# GET /v1/reports/summary. A count is a whole number, or "<5" in a publishable report (where the
-# others are multiples of 5); a figure the grouping cannot attribute (searches by provider or
-# area, beds by force) is null.
+# GET /v1/reports/summary. A count is a whole number (in a publishable report a multiple of 5),
+# or null: suppressed (1 to 4 in a publishable report; its path is then in the group's
+# `suppressed`), or a figure the grouping cannot attribute (searches by provider or area).
 
-ReportCount = int | Literal["<5"]
+ReportCount = int | None
 
 
 class ReportQuery(WindowQuery):
@@ -779,8 +779,8 @@ class ReportFeedback(Out):
 
 class ReportGroup(Out):
     key: str | None
-    searches: ReportCount | None
-    searches_empty: ReportCount | None
+    searches: ReportCount
+    searches_empty: ReportCount
     searches_empty_by_cause: dict[str, ReportCount] | None
     holds: ReportCount
     confirmations: ReportCount
@@ -802,6 +802,8 @@ class ReportGroup(Out):
     feedback: ReportFeedback
     security_alerts: int | None
     disclosures_without_placement: int | None
+    # The dotted paths of the counts suppressed as "<5" (null here, "<5" in the CSV).
+    suppressed: list[str]
 
 
 class StaleSite(Out):

@@ -202,6 +202,11 @@ def if_match_allows(request: web.Request, current: int) -> bool:
     `*`, or a list naming the current version's entity tag. If-Match compares strongly, so a
     weak tag never matches, and neither does anything unparseable."""
     header = request.headers.get("If-Match")
+    if header is not None and not header.strip():
+        # An empty If-Match names no version: bad input (the contract's minLength 1), not a
+        # stale version.
+        message = "If-Match must name an entity tag (or *)"
+        raise invalid([{"field": "If-Match", "message": message}])
     if header is None or header.strip() == "*":
         return True
     wanted = etag(current)

@@ -590,6 +590,26 @@ async def test_if_match_with_a_list_passes_when_any_tag_matches(world: World) ->
     assert reply.status == 200, reply.body
 
 
+async def test_an_empty_if_match_is_bad_input_not_a_stale_version(world: World) -> None:
+    """The contract's If-Match has minLength 1 (issue 17): an empty one names no version at
+    all, so it is a 400 naming the header, as a generated client's own check would say."""
+    site = await world.site()
+    bed = await world.bed(site["id"])
+    for method, path, body in (
+        ("PATCH", f"/v1/sites/{site['id']}", {"area": "York"}),
+        ("PATCH", f"/v1/sites/{site['id']}/beds/{bed['id']}", {"label": "Room 9"}),
+        ("DELETE", f"/v1/sites/{site['id']}/beds/{bed['id']}", None),
+    ):
+        for empty in ("", "  "):
+            reply = await world.api.request(
+                method, path, key=world.provider, json_body=body, headers={"If-Match": empty}
+            )
+            assert reply.status == 400, (method, path, reply.body)
+            assert reply.field_names() == {"If-Match"}, reply.body
+    still = await world.api.get(f"/v1/sites/{site['id']}", key=world.provider)
+    assert still.body["area"] == site["area"] and still.body["version"] == site["version"]
+
+
 def test_the_contract_carries_the_services_text_rules() -> None:
     document = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
     schemas = document["components"]["schemas"]

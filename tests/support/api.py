@@ -30,6 +30,9 @@ def spec() -> OpenAPI:
         extra_media_type_deserializers={
             "application/problem+json": lambda raw: json.loads(raw),
             "application/yaml": lambda raw: raw.decode(),
+            "text/yaml": lambda raw: raw.decode(),
+            "text/javascript": lambda raw: raw.decode(),
+            "text/css": lambda raw: raw.decode(),
         }
     )
     return OpenAPI.from_file_path(str(SPEC_PATH), config=config)

@@ -1,0 +1,74 @@
+"""openapi.yaml as third-party tools read it (issue 17): YAML that loads as it reads (a flow
+mapping `{description: a, b}` loads as a junk key `b` with a null value, which Redocly counts
+as an error and other validators pass over), a relative server, and headers no client can send
+empty."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from tests.support.api import SPEC_PATH
+
+# Keys whose value may be null on purpose: a schema's default, const or example, an example's
+# value, an extension.
+NULL_ALLOWED = frozenset({"default", "const", "example", "value"})
+
+
+def _spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    return loaded
+
+
+def _nulls(node: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}/{key}"
+            if value is None and str(key) not in NULL_ALLOWED and not str(key).startswith("x-"):
+                found.append(where)
+            found += _nulls(value, where)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            found += _nulls(item, f"{path}/{index}")
+    return found
+
+
+def test_no_mapping_key_of_the_contract_loads_as_null() -> None:
+    assert _nulls(_spec()) == []
+
+
+def test_no_flow_mapping_description_has_an_unquoted_comma() -> None:
+    """The text behind the check above: `{..., description: x, y}` on one line."""
+    flow = re.compile(r"\{[^{}]*\bdescription: (?![\"'])[^}\"']*,[^}]*\}")
+    lines = SPEC_PATH.read_text().splitlines()
+    assert [f"{n}: {line.strip()}" for n, line in enumerate(lines, 1) if flow.search(line)] == []
+
+
+def test_the_contract_names_no_host_of_its_own() -> None:
+    """Swagger UI's "Try it out" and generated clients use `servers`: a relative one means
+    "where this document was served from", whatever the deployment."""
+    servers = _spec()["servers"]
+    assert servers and all(not re.match(r"^[a-z]+://", s["url"]) for s in servers), servers
+
+
+def test_if_match_cannot_be_empty() -> None:
+    """An empty If-Match is answered 412 (it names no entity tag); the contract says so by not
+    allowing an empty one."""
+    spec = _spec()
+    headers = [
+        parameter
+        for item in spec["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for parameter in operation.get("parameters", [])
+        if isinstance(parameter, dict) and parameter.get("name") == "If-Match"
+    ] + [
+        parameter
+        for parameter in spec["components"].get("parameters", {}).values()
+        if parameter.get("name") == "If-Match"
+    ]
+    assert headers
+    assert all(h["schema"].get("minLength", 0) >= 1 for h in headers), headers
