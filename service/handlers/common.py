@@ -7,7 +7,8 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, get_args, get_origin
 from uuid import UUID
 
 from aiohttp import web
@@ -109,14 +110,33 @@ async def read_body(request: web.Request, model: type[B]) -> B:
         raise invalid(field_errors(exc)) from None
 
 
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is a list (under Optional and Annotated)."""
+    if get_origin(annotation) is list:
+        return True
+    return any(_is_list(arg) for arg in get_args(annotation))
+
+
+@cache
+def _list_parameters(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, f in model.model_fields.items() if _is_list(f.annotation))
+
+
 def read_query(request: web.Request, model: type[B]) -> B:
-    # A repeated parameter is refused, not resolved: first-wins would silently drop a
-    # stricter exclusion radius a proxy or force system appended.
-    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    """The query as `model`. A list parameter may come as one comma list, repeated, or both
+    (`types=a,b`, `types=a&types=b`: generators send the second whatever `explode: false`
+    says); its parts are joined in order, so a value named twice is still refused. A repeat of
+    any other parameter is refused, not resolved: first-wins would silently drop a stricter
+    exclusion radius a proxy or force system appended."""
+    lists = _list_parameters(model)
+    repeated = sorted(
+        {name for name in request.query if len(request.query.getall(name)) > 1} - lists
+    )
     if repeated:
         raise given_twice(repeated)
+    query = {name: ",".join(request.query.getall(name)) for name in request.query}
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(query)
     except ValidationError as exc:
         raise invalid(field_errors(exc, root="query")) from None
 

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -641,3 +641,32 @@ async def test_a_repeated_query_parameter_is_refused(world: World, clock: Manual
             assert resp.status == 400, (url, resp.status, body)
             assert resp.content_type == "application/problem+json"
             assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_a_list_parameter_may_be_repeated_and_a_single_one_may_not(world: World) -> None:
+    """Generators send an array as `types=a&types=b` whatever `explode: false` says (issue 17):
+    both forms mean the same list, a value named twice either way is refused, and a repeated
+    single-valued parameter is still refused rather than resolved."""
+    headers = {"Authorization": f"Bearer {world.officer}"}
+
+    async def get(query: str) -> tuple[int, Any]:
+        async with world.api.client.get(f"/v1/events?{query}", headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    site = await world.site()
+    await world.bed(site["id"])
+    booking = await world.book(site["id"], datetime.now(UTC))
+    await world.act(booking["id"], "confirm")
+    comma = await get("types=booking.held,booking.confirmed&limit=500")
+    repeated = await get("types=booking.held&types=booking.confirmed&limit=500")
+    mixed = await get("types=booking.held&types=booking.confirmed,booking.cancelled&limit=500")
+    assert comma[0] == repeated[0] == mixed[0] == 200, (comma, repeated, mixed)
+    ids = [[e["id"] for e in body["items"]] for _, body in (comma, repeated, mixed)]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) >= 2
+    assert {e["type"] for e in repeated[1]["items"]} <= {"booking.held", "booking.confirmed"}
+    for query in ("types=booking.held&types=booking.held", "types=booking.held,booking.held"):
+        status, body = await get(query)
+        assert status == 400 and [e["field"] for e in body["errors"]] == ["types"], body
+    status, body = await get("types=booking.held&limit=1&limit=2")
+    assert status == 400, body
+    assert body["errors"] == [{"field": "limit", "message": "given more than once"}]
