@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from service import keys
 from service.domain.access import Principal
 from service.errors import NotFound, UnsupportedMediaType, ValidationProblem
-from service.models import Out
+from service.models import FieldsError, Out
 from service.usecases import tx
 from service.usecases.tx import Tx
 
@@ -32,6 +32,11 @@ def field_errors(exc: ValidationError, root: str = "body") -> list[dict[str, str
     for error in exc.errors(include_input=False, include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or root
         message = error["msg"].removeprefix("Value error, ")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldsError) and not error["loc"]:
+            # A rule across fields names each field to change, not the whole query or body.
+            errors += [{"field": name, "message": message} for name in cause.fields]
+            continue
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "json_invalid":

@@ -670,3 +670,75 @@ async def test_a_list_parameter_may_be_repeated_and_a_single_one_may_not(world: 
     status, body = await get("types=booking.held&limit=1&limit=2")
     assert status == 400, body
     assert body["errors"] == [{"field": "limit", "message": "given more than once"}]
+
+
+async def test_a_rule_across_fields_names_the_fields_to_change_everywhere(world: World) -> None:
+    """One rule, one field name (issue 17 item 7): "end must be after start" names `end` on
+    every operation, a rule over several fields names each of them, never `query` or `body`."""
+    site = await world.site()
+    bed = await world.bed(site["id"])
+    later, earlier = "2031-01-02T00:00:00Z", "2031-01-01T00:00:00Z"
+    backwards = {"start": later, "end": earlier}
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    search_backwards = {"start": soon.isoformat(), "end": (soon - timedelta(hours=1)).isoformat()}
+    cases: list[tuple[str, str, str, Any, set[str]]] = [
+        ("GET", "/v1/availability", world.officer, search_backwards, {"end"}),
+        ("GET", f"/v1/sites/{site['id']}/occupancy", world.provider, backwards, {"end"}),
+        ("GET", "/v1/reports/summary", world.admin, backwards, {"end"}),
+        (
+            "GET",
+            "/v1/reports/summary",
+            world.admin,
+            {"start": "2031-01-01T00:00:00Z", "end": "2031-06-01T00:00:00Z"},
+            {"end"},
+        ),
+        (
+            "POST",
+            "/v1/bookings",
+            world.officer,
+            booking_body(site["id"], datetime.now(UTC), hours=-1),
+            {"end"},
+        ),
+        (
+            "POST",
+            f"/v1/sites/{site['id']}/blocks",
+            world.provider,
+            {"bed_id": bed["id"], **backwards, "reason": "repair"},
+            {"end"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "near_lat": 51.5},
+            {"near_lat", "near_lon"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "max_km": 5},
+            {"max_km", "near_lat", "near_lon"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "avoid_km": 5},
+            {"avoid_lat", "avoid_lon", "avoid_km"},
+        ),
+        (
+            "POST",
+            "/v1/api-keys",
+            world.admin,
+            {"name": "desk", "role": "officer"},
+            {"force"},
+        ),
+    ]
+    for method, path, key, given, fields in cases:
+        if method == "GET":
+            reply = await world.api.get(path, key=key, params=given)
+        else:
+            reply = await world.api.post(path, given, key=key)
+        assert reply.status == 400, (path, reply.body)
+        assert reply.field_names() == fields, (path, given, reply.body)
