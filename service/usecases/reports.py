@@ -3,7 +3,8 @@ per force, provider, area or month, in the caller's scope.
 
 The figures come from a few aggregate statements (service.queries.reports); this module only
 folds their grouped rows into the report's shape and applies the publication rules (whole
-calendar months or quarters; counts rounded to base 5 with 1 to 4 shown as "<5"). It reads
+calendar months or quarters; counts rounded to base 5 with 1 to 4 suppressed: null and named in
+the group's `suppressed`, "<5" in the CSV). It reads
 no personal field, so the report is the same before and after erasure; it is not audited.
 """
 
@@ -196,7 +197,7 @@ async def summary(tx: Tx, request: ReportRequest) -> dict[str, Any]:
         entry["disclosures_without_placement"] = (
             _sum(raised, kind=AlertKind.DISCLOSURE_WITHOUT_PLACEMENT) if with_alerts else None
         )
-        return entry
+        return rules.withhold(entry)
 
     return {
         "start": request.start,
