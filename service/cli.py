@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
     key = commands.add_parser("api-key", help="create, list or revoke API keys")
     key_commands = key.add_subparsers(dest="key_command", required=True)
-    create = key_commands.add_parser("create", help="create a key; its secret is the last line")
+    create = key_commands.add_parser(
+        "create", help="create a key; its secret alone on stdout (the rest on stderr)"
+    )
     create.add_argument("--role", required=True, choices=["admin", "officer", "provider"])
     create.add_argument("--force", help="force code (officer keys)")
     create.add_argument("--provider", type=UUID, help="provider id (provider keys)")
@@ -236,8 +238,14 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"pos api-key create: {refused.detail}", file=sys.stderr)
                 return 2
             row = issued.row
-            print(f"created {row['role']} key {row['id']} ({shown(row['name'])}); shown once:")
-            print(issued.secret)
+            # The key alone on stdout, so `KEY=$(pos api-key create ...)` is the key; the rest
+            # is for the person at the terminal.
+            print(
+                f"created {row['role']} key {row['id']} ({shown(row['name'])}); shown once, "
+                "on stdout:",
+                file=sys.stderr,
+            )
+            print(issued.secret, flush=True)
             return 0
         if args.key_command == "list":
             for row in await api_keys.list_page(conn, None, 100_000):

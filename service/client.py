@@ -54,6 +54,8 @@ from service.models import (
     BookingIn,
     BookingListQuery,
     BookingOut,
+    CancelIn,
+    DeclineIn,
     Delivery,
     Event,
     EventPage,
@@ -61,6 +63,7 @@ from service.models import (
     FeedbackIn,
     ForceIn,
     ForceOut,
+    NoShowIn,
     Occupancy,
     Page,
     ProviderIn,
@@ -639,15 +642,15 @@ class Client:
         return await self._act("acceptBooking", booking_id, body, idempotency_key)
 
     async def decline_booking(
-        self, booking_id: Id, body: ActionIn, *, idempotency_key: str | None = None
+        self, booking_id: Id, body: DeclineIn, *, idempotency_key: str | None = None
     ) -> BookingOut:
-        """`body.reason` is required."""
+        """`body.reason_code` (default `other`); `body.reason` is required with `other`."""
         return await self._act("declineBooking", booking_id, body, idempotency_key)
 
     async def cancel_booking(
-        self, booking_id: Id, body: ActionIn, *, idempotency_key: str | None = None
+        self, booking_id: Id, body: CancelIn, *, idempotency_key: str | None = None
     ) -> BookingOut:
-        """`body.reason` is required."""
+        """`body.reason_code` (default `other`); `body.reason` is required with `other`."""
         return await self._act("cancelBooking", booking_id, body, idempotency_key)
 
     async def check_in_booking(
@@ -661,8 +664,10 @@ class Client:
         return await self._act("checkOutBooking", booking_id, body, idempotency_key)
 
     async def no_show_booking(
-        self, booking_id: Id, body: ActionIn | None = None, *, idempotency_key: str | None = None
+        self, booking_id: Id, body: NoShowIn | None = None, *, idempotency_key: str | None = None
     ) -> BookingOut:
+        """`body.reason_code` (default `person_did_not_arrive`); `body.reason` is required with
+        `other`."""
         return await self._act("noShowBooking", booking_id, body, idempotency_key)
 
     async def extend_booking(

@@ -99,7 +99,8 @@ class Patch(Body):
     def _no_nulls(self) -> Self:
         nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
         if nulls:
-            raise ValueError(f"fields may be omitted but not null: {', '.join(sorted(nulls))}")
+            message = f"fields may be omitted but not null: {', '.join(sorted(nulls))}"
+            raise FieldsError(message, *sorted(nulls))
         if not self.model_fields_set:
             raise ValueError("the patch changes nothing: give at least one field")
         return self
@@ -130,9 +131,18 @@ class PageQuery(Query):
     cursor: str | None = None
 
 
+class FieldsError(ValueError):
+    """A rule across fields, naming the fields the caller must change (issue 17): the error
+    lists each of them rather than the whole query or body."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 def _window_errors(start: datetime, end: datetime) -> None:
     if end <= start:
-        raise ValueError("end must be after start")
+        raise FieldsError("end must be after start", "end")
 
 
 # --- reference data ----------------------------------------------------------------------
@@ -173,13 +183,13 @@ class ApiKeyIn(Body):
     @model_validator(mode="after")
     def _scope_matches_role(self) -> Self:
         if self.role == "officer" and self.force is None:
-            raise ValueError("an officer key needs `force`")
+            raise FieldsError("an officer key needs `force`", "force")
         if self.role == "provider" and self.provider_id is None:
-            raise ValueError("a provider key needs `provider_id`")
+            raise FieldsError("a provider key needs `provider_id`", "provider_id")
         if self.role != "officer" and self.force is not None:
-            raise ValueError("only officer keys have a `force`")
+            raise FieldsError("only officer keys have a `force`", "force")
         if self.role != "provider" and self.provider_id is not None:
-            raise ValueError("only provider keys have a `provider_id`")
+            raise FieldsError("only provider keys have a `provider_id`", "provider_id")
         return self
 
 
@@ -264,7 +274,7 @@ class Location(Body):
 
 def _unique(values: list[str] | None, what: str) -> None:
     if values is not None and len(set(values)) != len(values):
-        raise ValueError(f"{what} must not repeat a value")
+        raise FieldsError(f"{what} must not repeat a value", what)
 
 
 class SiteIn(Body):
@@ -380,7 +390,7 @@ class BlockIn(Body):
     def _window(self) -> Self:
         _window_errors(self.start, self.end)
         if self.end - self.start > timedelta(days=366):
-            raise ValueError("a block may last at most 366 days")
+            raise FieldsError("a block may last at most 366 days", "end")
         return self
 
 
@@ -401,7 +411,7 @@ class WindowQuery(Query):
     def _window(self) -> Self:
         _window_errors(self.start, self.end)
         if self.end - self.start > MAX_WINDOW:
-            raise ValueError("the window may span at most 92 days")
+            raise FieldsError("the window may span at most 92 days", "end")
         return self
 
 
@@ -458,12 +468,19 @@ class AvailabilityQuery(Query):
     @model_validator(mode="after")
     def _points_are_whole(self) -> Self:
         if (self.near_lat is None) != (self.near_lon is None):
-            raise ValueError("give near_lat and near_lon together")
+            raise FieldsError("give near_lat and near_lon together", "near_lat", "near_lon")
         if self.max_km is not None and self.near_lat is None:
-            raise ValueError("max_km needs near_lat and near_lon")
+            raise FieldsError(
+                "max_km needs near_lat and near_lon", "max_km", "near_lat", "near_lon"
+            )
         avoid = (self.avoid_lat, self.avoid_lon, self.avoid_km)
         if any(v is None for v in avoid) and any(v is not None for v in avoid):
-            raise ValueError("give avoid_lat, avoid_lon and avoid_km together")
+            raise FieldsError(
+                "give avoid_lat, avoid_lon and avoid_km together",
+                "avoid_lat",
+                "avoid_lon",
+                "avoid_km",
+            )
         return self
 
 
@@ -534,7 +551,7 @@ class _Coded(Body):
             if getattr(self, name) is None
         ]
         if nulls:
-            raise ValueError(f"fields may be omitted but not null: {', '.join(nulls)}")
+            raise FieldsError(f"fields may be omitted but not null: {', '.join(nulls)}", *nulls)
         return self
 
 
@@ -748,11 +765,11 @@ class Delivery(Out):
 
 
 # --- reports (issue 10) -------------------------------------------------------------------------
-# GET /v1/reports/summary. A count is a whole number, or "<5" in a publishable report (where the
-# others are multiples of 5); a figure the grouping cannot attribute (searches by provider or
-# area, beds by force) is null.
+# GET /v1/reports/summary. A count is a whole number (in a publishable report a multiple of 5),
+# or null: suppressed (1 to 4 in a publishable report; its path is then in the group's
+# `suppressed`), or a figure the grouping cannot attribute (searches by provider or area).
 
-ReportCount = int | Literal["<5"]
+ReportCount = int | None
 
 
 class ReportQuery(WindowQuery):
@@ -779,8 +796,8 @@ class ReportFeedback(Out):
 
 class ReportGroup(Out):
     key: str | None
-    searches: ReportCount | None
-    searches_empty: ReportCount | None
+    searches: ReportCount
+    searches_empty: ReportCount
     searches_empty_by_cause: dict[str, ReportCount] | None
     holds: ReportCount
     confirmations: ReportCount
@@ -802,6 +819,8 @@ class ReportGroup(Out):
     feedback: ReportFeedback
     security_alerts: int | None
     disclosures_without_placement: int | None
+    # The dotted paths of the counts suppressed as "<5" (null here, "<5" in the CSV).
+    suppressed: list[str]
 
 
 class StaleSite(Out):

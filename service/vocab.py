@@ -197,11 +197,22 @@ class NoShowReason(StrEnum):
     OTHER = "other"
 
 
-# The actions that carry a reason code, each with its list. `other` needs a free-text reason.
+# The actions that carry a reason code, each with its list: the one statement of which action
+# takes which codes (service.domain.lifecycle reads it; the models' DeclineIn, CancelIn and
+# NoShowIn, the contract and the CHECK constraints are held to it by tests). `other` needs a
+# free-text reason.
 REASON_CODES: dict[str, type[StrEnum]] = {
     AuditAction.DECLINE: DeclineReason,
     AuditAction.CANCEL: CancelReason,
     AuditAction.NO_SHOW: NoShowReason,
+}
+# The code a step without one is recorded with (the contract's `default`): `other` where a
+# free-text reason was always required (decline, cancel), so clients written before codes keep
+# working and every such step still carries a code.
+DEFAULT_REASON_CODES: dict[str, StrEnum] = {
+    AuditAction.DECLINE: DeclineReason.OTHER,
+    AuditAction.CANCEL: CancelReason.OTHER,
+    AuditAction.NO_SHOW: NoShowReason.PERSON_DID_NOT_ARRIVE,
 }
 ALL_REASON_CODES = frozenset(code for codes in REASON_CODES.values() for code in codes)
 OTHER_REASON = "other"

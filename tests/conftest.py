@@ -189,6 +189,18 @@ async def fresh_database(postgres_server: str) -> AsyncIterator[str]:
     await drop_database(postgres_server, name)
 
 
+@pytest.fixture
+async def migrated_database(fresh_database: str) -> str:
+    """A migrated database of this test's own, for a module whose tests must see no other
+    test's rows (override `database_dsn` with it)."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return fresh_database
+
+
 AppFactory = Callable[..., Awaitable[Api]]
 
 

@@ -31,14 +31,48 @@ class Principal:
             return f"provider:{self.provider_id}"
         return "admin"
 
+    # The caller's scope, stated once: every list, count and per-object check limits what the
+    # caller reads with these two (an officer to its force, a provider to its sites, an admin
+    # to nothing), so no use case derives them from the role again.
+
+    @property
+    def force_filter(self) -> str | None:
+        """The force whatever this caller reads is limited to: an officer's own; None (no
+        limit by force) for providers and admins."""
+        return self.force_code if self.role == Role.OFFICER else None
+
+    @property
+    def provider_filter(self) -> UUID | None:
+        """The provider whatever this caller reads is limited to: a provider's own; None (no
+        limit by provider) for officers and admins."""
+        return self.provider_id if self.role == Role.PROVIDER else None
+
     @property
     def scope(self) -> str | None:
         """The force or provider this caller acts for; None for admins."""
-        if self.role == Role.OFFICER:
-            return self.force_code
-        if self.role == Role.PROVIDER:
-            return str(self.provider_id)
-        return None
+        if self.provider_filter is not None:
+            return str(self.provider_filter)
+        return self.force_filter
+
+    def sees(self, force_code: str | None, provider_id: UUID | None) -> bool:
+        """Whether an object of this force and provider is in the caller's scope."""
+        return self.force_filter in (None, force_code) and self.provider_filter in (
+            None,
+            provider_id,
+        )
+
+    def narrow(self, force: str | None, provider: UUID | None) -> tuple[str | None, UUID | None]:
+        """The force and provider a request asks to be limited to, within the caller's scope:
+        its own when it names none; naming another's is 404, as everywhere."""
+        if self.force_filter is not None:
+            if force not in (None, self.force_filter):
+                raise NotFound("force not found")
+            force = self.force_filter
+        if self.provider_filter is not None:
+            if provider not in (None, self.provider_filter):
+                raise NotFound("provider not found")
+            provider = self.provider_filter
+        return force, provider
 
 
 def require_role(principal: Principal, *roles: Role) -> None:
@@ -52,17 +86,13 @@ def require_role(principal: Principal, *roles: Role) -> None:
 
 def check_provider_scope(principal: Principal, provider_id: UUID, what: str) -> None:
     """Another provider's object is answered 404: its existence is not revealed."""
-    if principal.role == Role.PROVIDER and principal.provider_id != provider_id:
+    if principal.provider_filter not in (None, provider_id):
         raise NotFound(f"{what} not found")
 
 
 def in_scope(who: Principal, force_code: str, provider_id: UUID) -> bool:
     """Officers see their force's bookings, providers those at their sites, admins all."""
-    if who.role == Role.OFFICER:
-        return who.force_code == force_code
-    if who.role == Role.PROVIDER:
-        return who.provider_id == provider_id
-    return True
+    return who.sees(force_code, provider_id)
 
 
 def address_withheld(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
-
-from service.domain.claims import Row
 
 SEARCH_SITE_FIELDS = frozenset(
     {
@@ -23,12 +20,6 @@ SEARCH_SITE_FIELDS = frozenset(
 )
 
 SEARCH_BED_FIELDS = frozenset({"in_service", "max_dependants", "wheelchair_accessible"})
-
-
-def changed_fields(current: Row, given: Mapping[str, Any]) -> list[str]:
-    """The names of the given fields whose value differs from the current one, sorted.
-    Values compare as the API shows them (a location as {lat, lon}, enums as their text)."""
-    return sorted(name for name, value in given.items() if current[name] != value)
 
 
 def site_change_alters_search(changed: Iterable[str]) -> bool:

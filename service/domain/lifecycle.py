@@ -9,16 +9,15 @@ from enum import StrEnum
 
 from service.errors import Conflict, Forbidden, ValidationProblem
 from service.vocab import (
+    DEFAULT_REASON_CODES,
     OTHER_REASON,
+    REASON_CODES,
     TERMINAL_STATUSES,
     AuditAction,
     AvailabilityCause,
     BookingMode,
     BookingStatus,
-    CancelReason,
-    DeclineReason,
     EventType,
-    NoShowReason,
     Role,
 )
 
@@ -34,11 +33,16 @@ class Action:
     # The state it leaves the booking in; None when it depends on the site (confirm) or the
     # state does not change (extend).
     to: BookingStatus | None
-    # The reason codes the action takes (SPEC section 3), and the code a body without one is
-    # read as: `other` where a free-text reason was always required (decline, cancel), so
-    # clients written before codes keep working and every such step still carries a code.
-    reason_codes: type[StrEnum] | None = None
-    default_code: str | None = None
+
+    @property
+    def reason_codes(self) -> type[StrEnum] | None:
+        """The reason codes the action takes (SPEC section 3); None for actions without."""
+        return REASON_CODES.get(self.name)
+
+    @property
+    def default_code(self) -> str | None:
+        """The code a step without one is recorded with."""
+        return DEFAULT_REASON_CODES.get(self.name)
 
 
 ACTIONS: dict[str, Action] = {
@@ -46,32 +50,16 @@ ACTIONS: dict[str, Action] = {
     for a in (
         Action(A.CONFIRM, frozenset({Role.OFFICER}), frozenset({S.HELD}), None),
         Action(A.ACCEPT, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.CONFIRMED),
-        Action(
-            A.DECLINE,
-            frozenset({Role.PROVIDER}),
-            frozenset({S.PENDING}),
-            S.DECLINED,
-            DeclineReason,
-            DeclineReason.OTHER,
-        ),
+        Action(A.DECLINE, frozenset({Role.PROVIDER}), frozenset({S.PENDING}), S.DECLINED),
         Action(
             A.CANCEL,
             frozenset({Role.OFFICER, Role.PROVIDER}),
             frozenset({S.HELD, S.PENDING, S.CONFIRMED}),
             S.CANCELLED,
-            CancelReason,
-            CancelReason.OTHER,
         ),
         Action(A.CHECK_IN, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.ARRIVED),
         Action(A.CHECK_OUT, frozenset({Role.PROVIDER}), frozenset({S.ARRIVED}), S.DEPARTED),
-        Action(
-            A.NO_SHOW,
-            frozenset({Role.PROVIDER}),
-            frozenset({S.CONFIRMED}),
-            S.NO_SHOW,
-            NoShowReason,
-            NoShowReason.PERSON_DID_NOT_ARRIVE,
-        ),
+        Action(A.NO_SHOW, frozenset({Role.PROVIDER}), frozenset({S.CONFIRMED}), S.NO_SHOW),
         Action(A.EXTEND, frozenset({Role.OFFICER}), frozenset({S.CONFIRMED, S.ARRIVED}), None),
     )
 }

@@ -22,7 +22,9 @@ class GroupBy(StrEnum):
     MONTH = "month"
 
 
-# A count from 1 to 4 could pick out a person in a published table.
+# A count from 1 to 4 could pick out a person in a published table: the CSV shows it as this
+# text; JSON shows null and names the count in the group's `suppressed` list (issue 17: a
+# typed client reads an integer or null, never a number that may be a string).
 SUPPRESSED = "<5"
 SMALLEST_SHOWN = 5
 # Every other published count is a multiple of this, so no sum or difference of published
@@ -120,6 +122,25 @@ def occupancy(used: float | None, offered: float | None) -> float | None:
     return round(used / offered, 4)
 
 
+def withhold(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A group as JSON shows it: every count shown as "<5" becomes null, and its dotted path
+    (`holds`, `feedback.felt_safe.3`) is listed, in order, under `suppressed`; null alone means
+    the figure does not apply (searches by provider, beds by force)."""
+    suppressed: list[str] = []
+
+    def walk(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): walk(v, (*path, str(k))) for k, v in value.items()}
+        if value == SUPPRESSED:
+            suppressed.append(".".join(path))
+            return None
+        return value
+
+    shown: dict[str, Any] = {k: walk(v, (k,)) if k != "key" else v for k, v in entry.items()}
+    shown["suppressed"] = suppressed
+    return shown
+
+
 def distribution(
     counts: Mapping[str, int], answers: Iterable[str], publishable: bool
 ) -> dict[str, int | str]:
@@ -167,6 +188,8 @@ def neutralise(text: str) -> str:
 
 
 def _cell(group: Mapping[str, Any], path: tuple[str, ...]) -> str:
+    if ".".join(path) in group.get("suppressed", ()):
+        return SUPPRESSED
     value: Any = group
     for part in path:
         if value is None:
@@ -180,8 +203,9 @@ def _cell(group: Mapping[str, Any], path: tuple[str, ...]) -> str:
 
 
 def to_csv(groups: Iterable[Mapping[str, Any]]) -> str:
-    """RFC 4180: a header row, one row per group, CRLF line ends, null as an empty field, and
-    no cell starting a spreadsheet formula."""
+    """RFC 4180: a header row, one row per group, CRLF line ends, a suppressed count (named in
+    the group's `suppressed`) as "<5", null as an empty field, and no cell starting a
+    spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([name for name, _ in COLUMNS])

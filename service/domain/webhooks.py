@@ -160,11 +160,7 @@ class Scope:
 
     @classmethod
     def of(cls, who: Principal) -> Scope:
-        if who.role == Role.OFFICER:
-            return cls(who.role, who.force_code, None)
-        if who.role == Role.PROVIDER:
-            return cls(who.role, None, who.provider_id)
-        return cls(who.role, None, None)
+        return cls(who.role, who.force_filter, who.provider_filter)
 
     def sees(self, type_: str, force_code: str | None, provider_id: UUID | None) -> bool:
         """Whether an event of this type, force and provider is in the scope: the rule of

@@ -8,7 +8,8 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, get_args, get_origin
 from uuid import UUID
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from service import keys
 from service.domain.access import Principal
 from service.errors import NotFound, Problem, UnsupportedMediaType, ValidationProblem
-from service.models import Out
+from service.models import FieldsError, Out
 from service.usecases.tx import ReadTx, Tx
 from service.usecases.uow import Answer, Once, Origin, UseCase
 
@@ -35,6 +36,11 @@ def field_errors(exc: ValidationError, root: str = "body") -> list[dict[str, str
     for error in exc.errors(include_input=False, include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or root
         message = error["msg"].removeprefix("Value error, ")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldsError) and not error["loc"]:
+            # A rule across fields names each field to change, not the whole query or body.
+            errors += [{"field": name, "message": message} for name in cause.fields]
+            continue
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "json_invalid":
@@ -113,14 +119,33 @@ async def read_body(request: web.Request, model: type[B]) -> B:
         raise invalid(field_errors(exc)) from None
 
 
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is a list (under Optional and Annotated)."""
+    if get_origin(annotation) is list:
+        return True
+    return any(_is_list(arg) for arg in get_args(annotation))
+
+
+@cache
+def _list_parameters(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, f in model.model_fields.items() if _is_list(f.annotation))
+
+
 def read_query(request: web.Request, model: type[B]) -> B:
-    # A repeated parameter is refused, not resolved: first-wins would silently drop a
-    # stricter exclusion radius a proxy or force system appended.
-    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    """The query as `model`. A list parameter may come as one comma list, repeated, or both
+    (`types=a,b`, `types=a&types=b`: generators send the second whatever `explode: false`
+    says); its parts are joined in order, so a value named twice is still refused. A repeat of
+    any other parameter is refused, not resolved: first-wins would silently drop a stricter
+    exclusion radius a proxy or force system appended."""
+    lists = _list_parameters(model)
+    repeated = sorted(
+        {name for name in request.query if len(request.query.getall(name)) > 1} - lists
+    )
     if repeated:
         raise given_twice(repeated)
+    query = {name: ",".join(request.query.getall(name)) for name in request.query}
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(query)
     except ValidationError as exc:
         raise invalid(field_errors(exc, root="query")) from None
 
@@ -295,6 +320,11 @@ def if_match_allows(request: web.Request, current: int) -> bool:
     `*`, or a list naming the current version's entity tag. If-Match compares strongly, so a
     weak tag never matches, and neither does anything unparseable."""
     header = request.headers.get("If-Match")
+    if header is not None and not header.strip():
+        # An empty If-Match names no version: bad input (the contract's minLength 1), not a
+        # stale version.
+        message = "If-Match must name an entity tag (or *)"
+        raise invalid([{"field": "If-Match", "message": message}])
     if header is None or header.strip() == "*":
         return True
     wanted = etag(current)

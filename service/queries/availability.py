@@ -11,6 +11,8 @@ import asyncpg
 from service.db import Connection
 
 # Hard filters, then the ranking (language, then fresh capacity before stale, then distance).
+# Each hard filter is one SQL function (sql/0025_shared_rules.sql), inlined by the planner,
+# that the explanation of an empty search (search_empty_cause) calls too.
 # Coordinates stay in the database: only the distance leaves it. Every number computed from a
 # site's position uses its coarse cell only (sql/0005_coarse_location.sql), never its exact
 # location, so no number of searches from any points tells more than the cell: `near`,
@@ -24,33 +26,24 @@ WITH site_match AS (
     SELECT s.id, s.name, p.name AS provider, s.area, s.booking_mode, s.languages,
            s.interpreter_on_call, s.capacity_confirmed_at,
            s.capacity_confirmed_at <= $19::timestamptz AS stale,
-           CASE WHEN $7::float8 IS NULL THEN NULL
-                ELSE cell_centre_km($7, $8::float8, s.cell_south, s.cell_west, s.cell_north,
-                                    s.cell_east) END AS distance_km
+           cell_distance_km($7::float8, $8::float8, s.cell_south, s.cell_west, s.cell_north,
+                            s.cell_east) AS distance_km
     FROM site s
     JOIN provider p ON p.id = s.provider_id
     WHERE s.status = 'active'
-      AND ($4::text IS NULL OR $4 = ANY (s.genders_accepted))
-      AND $2::timestamptz - $1::timestamptz <= make_interval(hours => s.max_stay_hours)
-      -- A cell further than avoid_km in latitude alone is outside the zone whatever its
-      -- longitude (no path between two latitudes is shorter than the meridian, 111.19 km a
-      -- degree): most sites skip the exact bound. 111.0 and the exact bound's 1 m margin make
-      -- this test pass nothing the exact one would leave out, so answers are the same.
-      AND ($10::float8 IS NULL
-           OR s.cell_south - $10 > ($12::float8 + 0.001) / 111.0
-           OR $10 - s.cell_north > ($12::float8 + 0.001) / 111.0
-           OR cell_nearest_km($10, $11::float8, s.cell_south, s.cell_west, s.cell_north,
-                              s.cell_east) >= $12::float8)
+      AND site_takes_gender(s.genders_accepted, $4::text)
+      AND site_allows_stay(s.max_stay_hours, $1::timestamptz, $2::timestamptz)
+      AND cell_outside_zone($10::float8, $11::float8, $12::float8,
+                            s.cell_south, s.cell_west, s.cell_north, s.cell_east)
 ), in_reach AS (
-    SELECT * FROM site_match WHERE $9::float8 IS NULL OR distance_km <= $9
+    SELECT * FROM site_match WHERE within_km(distance_km, $9::float8)
 ), free AS (
     -- The free-bed rule (sql/0007_free_bed_rule.sql): no live claim overlaps the window.
     SELECT b.site_id, count(*) AS free_beds
     FROM bed b
     WHERE b.site_id IN (SELECT id FROM in_reach)
-      AND b.removed_at IS NULL AND b.in_service
-      AND b.max_dependants >= $5::int
-      AND (b.wheelchair_accessible OR NOT $6::bool)
+      AND bed_meets_needs(b.removed_at, b.in_service, b.max_dependants,
+                          b.wheelchair_accessible, $5::int, $6::bool)
       AND NOT EXISTS (SELECT 1 FROM live_claims($1, $2, $3) c WHERE c.bed_id = b.id)
     GROUP BY b.site_id
 ),

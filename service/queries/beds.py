@@ -11,43 +11,44 @@ from service.db import Connection
 from service.ids import new_id
 from service.paging import Position
 
-INSERT = """
+# A bed as every statement below answers it, named as the API names its fields: a field added
+# to the API is added here once.
+COLUMNS = """
+    id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
+    version, created_at, updated_at
+"""
+
+INSERT = (
+    """
 INSERT INTO bed (
     id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
     created_at, updated_at
 )
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
-          version, created_at, updated_at
-"""
+RETURNING"""
+    + COLUMNS
+)
 
-GET = """
-SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
-       version, created_at, updated_at
-FROM bed WHERE id = $1 AND site_id = $2 AND removed_at IS NULL
-"""
+# Every read of beds: the statements below add their WHERE.
+SELECT = "SELECT" + COLUMNS + "FROM bed\n"
 
-LIST = """
-SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
-       version, created_at, updated_at
-FROM bed
-WHERE site_id = $1 AND removed_at IS NULL
+GET = SELECT + "WHERE id = $1 AND site_id = $2 AND removed_at IS NULL"
+
+LIST = (
+    SELECT
+    + """WHERE site_id = $1 AND removed_at IS NULL
   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
 ORDER BY created_at, id
 LIMIT $4
 """
+)
 
 # Row lock: a bed being changed or retired is not being booked at the same moment (a claim
 # takes FOR NO KEY UPDATE on the bed it claims), and the what-changed check sees this very row.
-LOCK = """
-SELECT id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
-       version, created_at, updated_at
-FROM bed
-WHERE id = $1 AND site_id = $2 AND removed_at IS NULL
-FOR UPDATE
-"""
+LOCK = SELECT + "WHERE id = $1 AND site_id = $2 AND removed_at IS NULL FOR UPDATE"
 
-UPDATE = """
+UPDATE = (
+    """
 UPDATE bed SET
     label = coalesce($2, label),
     room_type = coalesce($3, room_type),
@@ -57,9 +58,9 @@ UPDATE bed SET
     version = version + 1,
     updated_at = $7
 WHERE id = $1
-RETURNING id, site_id, label, room_type, wheelchair_accessible, max_dependants, in_service,
-          version, created_at, updated_at
-"""
+RETURNING"""
+    + COLUMNS
+)
 
 # Every write that claims time on a bed (hold, block, extend) first takes this lock, so claims
 # on one bed queue one behind the other. Without it, two concurrent overlapping inserts can

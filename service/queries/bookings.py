@@ -17,14 +17,14 @@ SELECT id, provider_id, status, genders_accepted, booking_mode, max_stay_hours
 FROM site WHERE id = $1
 """
 
-# In-service beds of the site that meet the hard needs and have no live claim overlapping the
-# window. Best fit among them is the domain's choice (service.domain.beds).
+# Beds of the site that meet the hard needs (the search's bed filter, sql/0025) and have no live
+# claim overlapping the window. Best fit among them is the domain's choice (service.domain.beds).
 FREE_BEDS = """
 SELECT b.id, b.label, b.room_type, b.wheelchair_accessible, b.max_dependants
 FROM bed b
-WHERE b.site_id = $1 AND b.removed_at IS NULL AND b.in_service
-  AND b.max_dependants >= $4
-  AND (b.wheelchair_accessible OR NOT $5)
+WHERE b.site_id = $1
+  AND bed_meets_needs(b.removed_at, b.in_service, b.max_dependants, b.wheelchair_accessible,
+                      $4::int, $5::bool)
   AND NOT EXISTS (SELECT 1 FROM live_claims($2, $3, $6) c WHERE c.bed_id = b.id)
 """
 

@@ -4,7 +4,8 @@ search log, feedback and the bed ledger. No personal field is read, so erasure c
 Every statement takes the window [$1, $2), the grouping $3 (force, provider, area or month:
 months in UTC, 'YYYY-MM'), and the optional force ($4) and provider ($5) the figures are
 limited to (searches have no provider and beds no force: those take only the other, as $4).
-Each answers (key, ...) rows already grouped, a handful per group, never a row per booking.
+Each answers (key, ...) rows already grouped, a handful per group, never a row per booking;
+every key is report_key() of the row (sql/0025_shared_rules.sql), so all group alike.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from service.db import Connection
 # Steps of a booking's history in the window, counted by what they were, the state they left
 # and their reason code; through booking_transition_at_idx (sql/0014).
 STEPS = """
-SELECT CASE $3::text
-           WHEN 'force' THEN b.force_code
-           WHEN 'provider' THEN s.provider_id::text
-           WHEN 'area' THEN s.area
-           ELSE to_char(t.at AT TIME ZONE 'UTC', 'YYYY-MM')
-       END AS key,
+SELECT report_key($3, b.force_code, s.provider_id, s.area, report_month(t.at)) AS key,
        t.action, t.status, t.reason_code, count(*) AS n
 FROM booking_transition t
 JOIN booking b ON b.id = t.booking_id
@@ -51,12 +47,7 @@ WITH milestone AS (
     WHERE t.at >= $1 AND t.at < $2 AND t.action = 'check-in'
 ),
 timed AS (
-    SELECT CASE $3::text
-               WHEN 'force' THEN b.force_code
-               WHEN 'provider' THEN s.provider_id::text
-               WHEN 'area' THEN s.area
-               ELSE to_char(m.at AT TIME ZONE 'UTC', 'YYYY-MM')
-           END AS key,
+    SELECT report_key($3, b.force_code, s.provider_id, s.area, report_month(m.at)) AS key,
            m.span,
            extract(epoch FROM m.at - h.at) / 60 AS minutes
     FROM milestone m
@@ -80,10 +71,7 @@ GROUP BY key, span
 # and those that found no site by the need that emptied them (NULL: found some); $4 the force
 # (searches have no provider). Through search_at_idx.
 SEARCHES = """
-SELECT CASE $3::text
-           WHEN 'force' THEN force_code
-           ELSE to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')
-       END AS key,
+SELECT report_key($3, force_code, NULL, NULL, report_month(at)) AS key,
        CASE WHEN sites_found = 0 THEN coalesce(empty_cause, 'unknown') END AS cause,
        count(*) AS n
 FROM search
@@ -95,10 +83,7 @@ GROUP BY 1, 2
 # Security alerts first raised in the window by their key's force or month, and kind ($5: a
 # provider's scope, though only admins are shown these). Through security_alert_paging_idx.
 ALERTS = """
-SELECT CASE $3::text
-           WHEN 'force' THEN force_code
-           ELSE to_char(first_at AT TIME ZONE 'UTC', 'YYYY-MM')
-       END AS key,
+SELECT report_key($3, force_code, NULL, NULL, report_month(first_at)) AS key,
        kind, count(*) AS n
 FROM security_alert
 WHERE first_at >= $1 AND first_at < $2
@@ -110,12 +95,7 @@ GROUP BY 1, 2
 # Feedback recorded in the window, one row per (question, answer): the coded answers only
 # (never what_would_help). `responses` counts every feedback.
 FEEDBACK = """
-SELECT CASE $3::text
-           WHEN 'force' THEN b.force_code
-           WHEN 'provider' THEN s.provider_id::text
-           WHEN 'area' THEN s.area
-           ELSE to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM')
-       END AS key,
+SELECT report_key($3, b.force_code, s.provider_id, s.area, report_month(f.created_at)) AS key,
        q.question, q.answer, count(*) AS n
 FROM feedback f
 JOIN booking b ON b.id = f.booking_id
@@ -140,7 +120,7 @@ BUCKETS = """
 WITH bucket AS (
     SELECT greatest(m AT TIME ZONE 'UTC', $1::timestamptz) AS b_start,
            least((m + interval '1 month') AT TIME ZONE 'UTC', $2::timestamptz) AS b_end,
-           to_char(m, 'YYYY-MM') AS month
+           report_month(m AT TIME ZONE 'UTC') AS month
     FROM generate_series(
         date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC'),
         $2::timestamptz AT TIME ZONE 'UTC',
@@ -169,11 +149,7 @@ bed_span AS (
       AND (bed.removed_at IS NULL OR bed.removed_at > k.b_start)
       AND ($4::uuid IS NULL OR s.provider_id = $4)
 )
-SELECT CASE $3::text
-           WHEN 'provider' THEN bs.provider_id::text
-           WHEN 'area' THEN bs.area
-           WHEN 'month' THEN bs.month
-       END AS key,
+SELECT report_key($3, NULL, bs.provider_id, bs.area, bs.month) AS key,
        sum(extract(epoch FROM upper(bs.span) - lower(bs.span)) - coalesce(blk.seconds, 0))
            / 86400 AS offered
 FROM bed_span bs
@@ -193,12 +169,7 @@ GROUP BY 1
 USED = (
     BUCKETS
     + """
-SELECT CASE $3::text
-           WHEN 'force' THEN b.force_code
-           WHEN 'provider' THEN s.provider_id::text
-           WHEN 'area' THEN s.area
-           ELSE k.month
-       END AS key,
+SELECT report_key($3, b.force_code, s.provider_id, s.area, k.month) AS key,
        count(DISTINCT a.id) AS stays,
        sum(extract(epoch FROM upper(a.period * tstzrange(k.b_start, k.b_end, '[)'))
                             - lower(a.period * tstzrange(k.b_start, k.b_end, '[)')))) / 86400

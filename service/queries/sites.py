@@ -12,55 +12,51 @@ from service.db import Connection
 from service.ids import new_id
 from service.paging import Position
 
-INSERT = """
+# A site as every statement below answers it, named as the API names its fields (the location
+# one object): a field added to the API is added here once.
+COLUMNS = """
+    id, provider_id, name, address, area,
+    jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
+    interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
+    created_at, updated_at, capacity_confirmed_at, address_by_phone_only
+"""
+
+INSERT = (
+    """
 INSERT INTO site (
     id, provider_id, name, address, area, lat, lon, genders_accepted, languages,
     interpreter_on_call, booking_mode, max_stay_hours, status, phone, created_at, updated_at,
     capacity_confirmed_at, address_by_phone_only
 )
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15, $16)
-RETURNING id, provider_id, name, address, area,
-          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-"""
+RETURNING"""
+    + COLUMNS
+)
 
-GET = """
-SELECT id, provider_id, name, address, area,
-       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-FROM site WHERE id = $1
-"""
+# Every read of sites: the statements below add their WHERE.
+SELECT = "SELECT" + COLUMNS + "FROM site\n"
+
+GET = SELECT + "WHERE id = $1"
 
 # A provider sees its own sites; an admin ($1 NULL) sees every site.
-LIST = """
-SELECT id, provider_id, name, address, area,
-       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-FROM site
-WHERE ($1::uuid IS NULL OR provider_id = $1)
+LIST = (
+    SELECT
+    + """WHERE ($1::uuid IS NULL OR provider_id = $1)
   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
 ORDER BY created_at, id
 LIMIT $4
 """
+)
 
 PROVIDER_OF = "SELECT provider_id FROM site WHERE id = $1"
 
 # Taken before a site is changed: concurrent PATCHes queue, and the scope, If-Match and
 # what-changed checks see the very row that will be changed.
-LOCK = """
-SELECT id, provider_id, name, address, area,
-       jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-       interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-       created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-FROM site WHERE id = $1
-FOR UPDATE
-"""
+LOCK = SELECT + "WHERE id = $1 FOR UPDATE"
 
 # Absent fields arrive as NULL and keep their value (no site column is nullable).
-UPDATE = """
+UPDATE = (
+    """
 UPDATE site SET
     name = coalesce($2, name),
     address = coalesce($3, address),
@@ -81,25 +77,22 @@ UPDATE site SET
     capacity_confirmed_at = greatest(capacity_confirmed_at, $15),
     stale_announced_at = CASE WHEN $15::timestamptz IS NULL THEN stale_announced_at END
 WHERE id = $1
-RETURNING id, provider_id, name, address, area,
-          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-"""
+RETURNING"""
+    + COLUMNS
+)
 
 # The provider changed the site's capacity (a bed, a block, its status) or declared it still
 # accurate: the site is fresh from `$2`, and the next time it goes stale is announced again.
 # Never moved back (replicas' clocks may differ a little); the site's version is unchanged (no
 # field a PATCH sets changed), so an If-Match read before it still applies.
-CONFIRM_CAPACITY = """
+CONFIRM_CAPACITY = (
+    """
 UPDATE site
 SET capacity_confirmed_at = greatest(capacity_confirmed_at, $2), stale_announced_at = NULL
 WHERE id = $1
-RETURNING id, provider_id, name, address, area,
-          jsonb_build_object('lat', lat, 'lon', lon) AS location, genders_accepted, languages,
-          interpreter_on_call, booking_mode, max_stay_hours, status, phone, version,
-          created_at, updated_at, capacity_confirmed_at, address_by_phone_only
-"""
+RETURNING"""
+    + COLUMNS
+)
 
 # Active sites that have turned stale (confirmed at or before `$2`) and were not announced yet,
 # marked announced at `$1`, so each staleness is announced once (a paused or closed site is in

@@ -18,8 +18,9 @@ from service.domain.access import require_role
 from service.ids import new_id
 from service.paging import Page, Position
 from service.queries import alerts
+from service.usecases.changes import Change, record
 from service.usecases.tx import ReadTx, Tx
-from service.vocab import AlertKind, AuditAction, EventType, ObjectType, Role
+from service.vocab import AlertKind, AuditAction, ObjectType, Role
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,7 @@ async def raise_alert(tx: Tx, alert: Alert) -> None:
         dedupe=dedupe,
     )
     if row["inserted"]:
-        await tx.event(EventType.SECURITY_ALERT, alert_id=row["id"])
+        await record(tx, Change.alert(row["id"]))
         log.warning("security alert", kind=str(alert.kind), alert_id=str(row["id"]))
 
 
@@ -77,7 +78,10 @@ async def refused(tx: Tx, refusal: Refusal) -> None:
     alerted. Run in a transaction of its own, once the refused one has rolled back and given
     its connection back."""
     who = tx.caller
-    await tx.audit(AuditAction.REFUSE, ObjectType.API_KEY, who.key_id, [refusal.cap])
+    # Names the limit that refused it (no field changed).
+    await record(
+        tx, Change(AuditAction.REFUSE, ObjectType.API_KEY, who.key_id, fields=(refusal.cap,))
+    )
     await raise_alert(
         tx,
         Alert(

@@ -14,6 +14,7 @@ from service.domain.access import require_role
 from service.errors import NotFound, ValidationProblem
 from service.paging import Page, Position
 from service.queries import api_keys, reference, webhooks
+from service.usecases.changes import Change, record, record_all
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
 
@@ -47,9 +48,13 @@ async def issue_key(tx: Tx, key: NewKey) -> IssuedKey:
         prefix=display_prefix(secret),
         at=tx.at,
     )
-    scope = ["force"] if key.force_code is not None else []
-    scope += ["provider_id"] if key.provider_id is not None else []
-    await tx.audit(AuditAction.CREATE, ObjectType.API_KEY, row["id"], ["name", "role", *scope])
+    given = {
+        "name": key.name,
+        "role": key.role,
+        "force": key.force_code,
+        "provider_id": key.provider_id,
+    }
+    await record(tx, Change.of(AuditAction.CREATE, ObjectType.API_KEY, row["id"], given))
     return IssuedKey(row, secret)
 
 
@@ -89,13 +94,23 @@ async def revoke_key(tx: Tx, key_id: UUID) -> asyncpg.Record:
     if row is None:
         raise NotFound("API key not found")
     if row["revoked_now"]:
-        await tx.audit(AuditAction.REVOKE, ObjectType.API_KEY, key_id, ["revoked_at"])
         # Its webhook subscriptions stop too (whoever held the key chose their URLs).
         disabled = await webhooks.disable_for_key(tx.conn, key_id, tx.at)
-        await tx.audit_many(
-            AuditAction.UPDATE,
-            ObjectType.WEBHOOK,
-            [(webhook_id, ["status", "disabled_reason"]) for webhook_id in disabled],
+        await record_all(
+            tx,
+            [
+                Change.of(AuditAction.REVOKE, ObjectType.API_KEY, key_id, {"revoked_at": tx.at}),
+                *(
+                    # The two columns webhooks.DISABLE_FOR_KEY sets.
+                    Change(
+                        AuditAction.UPDATE,
+                        ObjectType.WEBHOOK,
+                        webhook_id,
+                        fields=("disabled_reason", "status"),
+                    )
+                    for webhook_id in disabled
+                ),
+            ],
         )
     return row
 

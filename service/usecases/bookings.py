@@ -7,9 +7,10 @@ is audited as read (SPEC section 8): one row per booking, naming the personal fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -33,6 +34,7 @@ from service.ids import new_id
 from service.paging import Page
 from service.queries import bookings, disclosures
 from service.usecases import alerts
+from service.usecases.changes import Change, record
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.results import BookingShown
 from service.usecases.tx import Tx
@@ -42,9 +44,7 @@ from service.vocab import (
     AddressWithheld,
     AlertKind,
     AuditAction,
-    AvailabilityCause,
     BookingStatus,
-    EventType,
     ObjectType,
     Role,
     SiteStatus,
@@ -208,8 +208,8 @@ async def list_bookings(tx: Tx, query: ListQuery) -> Page[BookingShown]:
     rows = await bookings.list_page(
         tx.conn,
         tx.at,
-        scope_force=who.force_code if who.role == Role.OFFICER else None,
-        scope_provider=who.provider_id if who.role == Role.PROVIDER else None,
+        scope_force=who.force_filter,
+        scope_provider=who.provider_filter,
         force=query.force,
         site_id=query.site_id,
         status=query.status,
@@ -257,7 +257,7 @@ async def hold(tx: Tx, command: Hold) -> BookingShown:
         )
     await _check_caps(tx)
     booking_id = new_id()
-    await _claim_best_bed(tx, booking_id, command)
+    bed_id = await _claim_best_bed(tx, booking_id, command)
     await bookings.insert_booking(
         tx.conn,
         bookings.NewBooking(
@@ -276,26 +276,24 @@ async def hold(tx: Tx, command: Hold) -> BookingShown:
             created_at=tx.at,
         ),
     )
-    await tx.history(booking_id, AuditAction.HOLD, BookingStatus.HELD)
-    await tx.event(
-        lifecycle.event_type(AuditAction.HOLD, BookingStatus.HELD), booking_id=booking_id
+    await record(
+        tx,
+        Change.step(
+            AuditAction.HOLD,
+            booking_id,
+            command.site_id,
+            BookingStatus.HELD,
+            # What the officer gave (the request's fields), and what the service set.
+            {
+                **asdict(command),
+                "force": who.force_code,
+                "bed_id": bed_id,
+                "status": BookingStatus.HELD,
+                "hold_expires_at": tx.at + tx.policy.hold_ttl,
+            },
+        ),
     )
-    await tx.event(
-        EventType.SITE_AVAILABILITY_CHANGED,
-        site_id=command.site_id,
-        cause=AvailabilityCause.BOOKING_HELD,
-    )
-    await tx.audit(AuditAction.HOLD, ObjectType.BOOKING, booking_id, _set_fields(command))
     return await show(tx, booking_id)
-
-
-def _set_fields(command: Hold) -> list[str]:
-    """The fields a new booking was given, as the API names them."""
-    given = [
-        "site_id", "force", "bed_id", "status", "start", "end", "needs", "custody_suite",
-        "person_ref", "officer_collar", "hold_expires_at",
-    ]  # fmt: skip
-    return given if command.notes is None else [*given, "notes"]
 
 
 async def _claim_best_bed(tx: Tx, booking_id: UUID, command: Hold) -> UUID:
@@ -397,42 +395,49 @@ async def act(tx: Tx, booking_id: UUID, action: str, command: Step) -> BookingSh
     new_status = lifecycle.target_status(step, row["status"], row["booking_mode"])
 
     reason = command.reason
-    widened = False
+    # What the step writes, as the API names it: its audit row names those that changed.
+    wrote: dict[str, Any] = {}
     if step.name == AuditAction.EXTEND:
         assert command.end is not None
         await _extend(tx, row, command.end)
         reason = reason or f"extended to {command.end.isoformat()}"
-        widened, changed = True, ["end"]
+        wrote["end"] = command.end
     elif new_status == BookingStatus.PENDING:
         respond_by = tx.at + tx.policy.provider_response
         await bookings.set_status(tx.conn, booking_id, new_status, tx.at, respond_by)
-        changed = ["status", "respond_by"]
+        wrote.update(status=new_status, respond_by=respond_by)
     else:
-        changed = ["status"]
+        wrote["status"] = new_status
         if step.name == AuditAction.CHECK_IN and tx.at < row["start"]:
             # An early arrival moves the stay's start to now, if the bed is free from now on.
             await _widen(tx, row, tx.at, row["end"], doing="start the stay now")
             reason = reason or f"arrived early; the stay starts at {tx.at.isoformat()}"
-            widened = True
-            changed.append("start")
+            wrote["start"] = tx.at
         await bookings.set_status(
             tx.conn, booking_id, new_status, tx.at, ends_stay=lifecycle.ends_stay(new_status)
         )
         if step.name == AuditAction.CHECK_IN:
             await bookings.mark_checked_in(tx.conn, booking_id, tx.at)
-            changed.append("checked_in_at")
+            wrote["checked_in_at"] = tx.at
         elif step.name == AuditAction.CHECK_OUT:
             await bookings.mark_checked_out(tx.conn, booking_id, tx.at)
-            changed.append("checked_out_at")
+            wrote["checked_out_at"] = tx.at
 
     if step.name == AuditAction.CANCEL:
         await _disclosed_without_placement(tx, booking_id)
-    await tx.history(booking_id, step.name, new_status, reason=reason, reason_code=reason_code)
-    await tx.event(lifecycle.event_type(step.name, new_status), booking_id=booking_id)
-    cause = lifecycle.availability_cause(step.name, new_status, period_changed=widened)
-    if cause is not None:
-        await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=row["site_id"], cause=cause)
-    await tx.audit(step.name, ObjectType.BOOKING, booking_id, changed)
+    await record(
+        tx,
+        Change.step(
+            step.name,
+            booking_id,
+            row["site_id"],
+            new_status,
+            wrote,
+            before=dict(row),
+            reason=reason,
+            reason_code=reason_code,
+        ),
+    )
     return await show(tx, booking_id)
 
 

@@ -13,7 +13,7 @@ site shows `stale` once `stale_after` (STALE_AFTER_HOURS) has passed since then.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,9 +26,10 @@ from service.domain.access import check_provider_scope, require_role
 from service.errors import Conflict, NotFound, PreconditionFailed
 from service.paging import Page, Position
 from service.queries import allocations, beds, sites
+from service.usecases.changes import Change, record
 from service.usecases.claims import ClaimRefused, claim_bed
 from service.usecases.tx import ReadTx, Tx
-from service.vocab import AuditAction, AvailabilityCause, EventType, ObjectType, Role
+from service.vocab import AuditAction, AvailabilityCause, ObjectType, Role
 
 # Whether an If-Match precondition lets a change to the given current version go ahead.
 VersionCheck = Callable[[int], bool]
@@ -84,10 +85,6 @@ async def _bed_to_change(
     return current
 
 
-async def _availability_changed(tx: Tx, site_id: UUID, cause: AvailabilityCause) -> None:
-    await tx.event(EventType.SITE_AVAILABILITY_CHANGED, site_id=site_id, cause=cause)
-
-
 async def _capacity_changed(tx: Tx, site_id: UUID) -> None:
     """A change to the site's beds or blocks confirms its capacity: the provider is looking."""
     await sites.confirm_capacity(tx.conn, site_id, tx.at)
@@ -127,7 +124,7 @@ async def create_site(tx: Tx, values: Mapping[str, Any]) -> dict[str, Any]:
     provider_id = tx.caller.provider_id
     assert provider_id is not None
     row = await sites.create(tx.conn, provider_id, at=tx.at, **_site_columns(values))
-    await tx.audit(AuditAction.CREATE, ObjectType.SITE, row["id"], values.keys())
+    await record(tx, Change.of(AuditAction.CREATE, ObjectType.SITE, row["id"], values))
     return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
@@ -155,14 +152,14 @@ async def patch_site(
         raise NotFound("site not found")
     check_provider_scope(tx.caller, current["provider_id"], "site")
     _check_version(version_ok, current["version"])
-    changed = capacity.changed_fields(current, changes)
-    confirmed = tx.at if capacity.site_change_confirms_capacity(changed) else None
+    change = Change.of(AuditAction.UPDATE, ObjectType.SITE, site_id, changes, before=dict(current))
+    confirmed = tx.at if capacity.site_change_confirms_capacity(change.fields) else None
     row = await sites.update(
         tx.conn, site_id, at=tx.at, capacity_confirmed_at=confirmed, **_site_columns(changes)
     )
-    await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, changed)
-    if capacity.site_change_alters_search(changed):
-        await _availability_changed(tx, site_id, AvailabilityCause.SITE_CHANGED)
+    if capacity.site_change_alters_search(change.fields):
+        change = change.announcing(site_id, AvailabilityCause.SITE_CHANGED)
+    await record(tx, change)
     return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
@@ -175,7 +172,15 @@ async def confirm_capacity(tx: Tx, site_id: UUID) -> dict[str, Any]:
     await _own_site(tx, site_id)
     row = await sites.confirm_capacity(tx.conn, site_id, tx.at)
     assert row is not None  # the scope check found it, and sites are never deleted
-    await tx.audit(AuditAction.UPDATE, ObjectType.SITE, site_id, ["capacity_confirmed_at"])
+    await record(
+        tx,
+        Change.of(
+            AuditAction.UPDATE,
+            ObjectType.SITE,
+            site_id,
+            {"capacity_confirmed_at": row["capacity_confirmed_at"]},
+        ),
+    )
     return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
@@ -204,9 +209,18 @@ async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncp
         row = await beds.create(tx.conn, site_id, at=tx.at, **values)
     except asyncpg.UniqueViolationError:
         raise _label_taken(values["label"]) from None
-    await tx.audit(AuditAction.CREATE, ObjectType.BED, row["id"], values.keys())
     await _capacity_changed(tx, site_id)
-    await _availability_changed(tx, site_id, AvailabilityCause.BED_ADDED)
+    await record(
+        tx,
+        Change.of(
+            AuditAction.CREATE,
+            ObjectType.BED,
+            row["id"],
+            values,
+            site_id=site_id,
+            cause=AvailabilityCause.BED_ADDED,
+        ),
+    )
     return row
 
 
@@ -222,11 +236,11 @@ async def patch_bed(
         row = await beds.update(tx.conn, bed_id, at=tx.at, **changes)
     except asyncpg.UniqueViolationError:
         raise _label_taken(changes.get("label") or "") from None
-    changed = capacity.changed_fields(current, changes)
-    await tx.audit(AuditAction.UPDATE, ObjectType.BED, bed_id, changed)
     await _capacity_changed(tx, site_id)
-    if capacity.bed_change_alters_search(changed):
-        await _availability_changed(tx, site_id, AvailabilityCause.BED_CHANGED)
+    change = Change.of(AuditAction.UPDATE, ObjectType.BED, bed_id, changes, before=dict(current))
+    if capacity.bed_change_alters_search(change.fields):
+        change = change.announcing(site_id, AvailabilityCause.BED_CHANGED)
+    await record(tx, change)
     return row
 
 
@@ -240,9 +254,17 @@ async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionChe
             claim, slug="bed-in-use", detail="the bed is still claimed; end that claim first"
         )
     await beds.retire(tx.conn, bed_id, tx.at)
-    await tx.audit(AuditAction.DELETE, ObjectType.BED, bed_id)
     await _capacity_changed(tx, site_id)
-    await _availability_changed(tx, site_id, AvailabilityCause.BED_REMOVED)
+    await record(
+        tx,
+        Change.of(
+            AuditAction.DELETE,
+            ObjectType.BED,
+            bed_id,
+            site_id=site_id,
+            cause=AvailabilityCause.BED_REMOVED,
+        ),
+    )
 
 
 # --- blocks -----------------------------------------------------------------------------
@@ -289,11 +311,18 @@ async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record
         raise claims.overlap(
             refused.claim, slug="overlap", detail="the bed is already claimed in that period"
         ) from None
-    await tx.audit(
-        AuditAction.CREATE, ObjectType.BLOCK, row["id"], ["bed_id", "start", "end", "reason"]
-    )
     await _capacity_changed(tx, site_id)
-    await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_ADDED)
+    await record(
+        tx,
+        Change.of(
+            AuditAction.CREATE,
+            ObjectType.BLOCK,
+            row["id"],
+            asdict(block),
+            site_id=site_id,
+            cause=AvailabilityCause.BLOCK_ADDED,
+        ),
+    )
     return row
 
 
@@ -302,9 +331,17 @@ async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
     await _own_site(tx, site_id)
     if await allocations.delete_block(tx.conn, site_id, block_id) is None:
         raise NotFound("block not found")
-    await tx.audit(AuditAction.DELETE, ObjectType.BLOCK, block_id)
     await _capacity_changed(tx, site_id)
-    await _availability_changed(tx, site_id, AvailabilityCause.BLOCK_REMOVED)
+    await record(
+        tx,
+        Change.of(
+            AuditAction.DELETE,
+            ObjectType.BLOCK,
+            block_id,
+            site_id=site_id,
+            cause=AvailabilityCause.BLOCK_REMOVED,
+        ),
+    )
 
 
 # --- occupancy --------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from service.domain.access import in_scope, require_role
 from service.errors import Conflict, NotFound
 from service.queries import feedback as feedback_queries
 from service.usecases.bookings import show
+from service.usecases.changes import Change
+from service.usecases.changes import record as record_change
 from service.usecases.results import BookingShown
 from service.usecases.tx import Tx
 from service.vocab import FEEDBACK_STATUSES, AuditAction, ObjectType, Role
@@ -52,8 +54,14 @@ async def record(tx: Tx, booking_id: UUID, answers: Answers) -> BookingShown:
     )
     if not recorded:
         raise Conflict("this booking already has feedback", slug="feedback-exists")
-    given = ["consent"] + [name for name, value in asdict(answers).items() if value is not None]
-    await tx.audit(
-        AuditAction.CREATE, ObjectType.BOOKING, booking_id, [f"feedback.{n}" for n in given]
+    given = {"consent": True, **asdict(answers)}
+    await record_change(
+        tx,
+        Change.of(
+            AuditAction.CREATE,
+            ObjectType.BOOKING,
+            booking_id,
+            {f"feedback.{name}": value for name, value in given.items()},
+        ),
     )
     return await show(tx, booking_id)

@@ -9,6 +9,7 @@ from service.domain.access import require_role
 from service.errors import Conflict, NotFound
 from service.paging import Page, Position
 from service.queries import reference
+from service.usecases.changes import Change, record
 from service.usecases.results import ForceShown, ProviderShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
@@ -19,7 +20,9 @@ async def create_force(tx: Tx, code: str, name: str) -> ForceShown:
     row = await reference.create_force(tx.conn, code, name, at=tx.at)
     if row is None:
         raise Conflict(f"force {code!r} already exists", slug="already-exists")
-    await tx.audit(AuditAction.CREATE, ObjectType.FORCE, code, ["code", "name"])
+    await record(
+        tx, Change.of(AuditAction.CREATE, ObjectType.FORCE, code, {"code": code, "name": name})
+    )
     return ForceShown.model_validate(dict(row))
 
 
@@ -34,8 +37,8 @@ async def create_provider(tx: Tx, name: str, duty_phone: str | None = None) -> P
     row = await reference.create_provider(tx.conn, name, at=tx.at, duty_phone=duty_phone)
     if row is None:
         raise Conflict(f"a provider named {name!r} already exists", slug="already-exists")
-    given = ["name"] if duty_phone is None else ["duty_phone", "name"]
-    await tx.audit(AuditAction.CREATE, ObjectType.PROVIDER, row["id"], given)
+    given = {"name": name, "duty_phone": duty_phone}
+    await record(tx, Change.of(AuditAction.CREATE, ObjectType.PROVIDER, row["id"], given))
     return ProviderShown.model_validate(dict(row))
 
 

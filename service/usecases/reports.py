@@ -3,7 +3,8 @@ per force, provider, area or month, in the caller's scope.
 
 The figures come from a few aggregate statements (service.queries.reports); this module only
 folds their grouped rows into the report's shape and applies the publication rules (whole
-calendar months or quarters; counts rounded to base 5 with 1 to 4 shown as "<5"). It reads
+calendar months or quarters; counts rounded to base 5 with 1 to 4 suppressed: null and named in
+the group's `suppressed`, "<5" in the CSV). It reads
 no personal field, so the report is the same before and after erasure; it is not audited.
 """
 
@@ -20,7 +21,6 @@ import asyncpg
 from service.domain import reports as rules
 from service.domain.access import require_role
 from service.domain.reports import GroupBy
-from service.errors import NotFound
 from service.queries import reports
 from service.usecases.tx import ReadTx
 from service.vocab import (
@@ -51,15 +51,7 @@ def _scope(tx: ReadTx, request: ReportRequest) -> reports.Scope:
     only its own force, whatever they ask: naming another scope is 404, as everywhere."""
     who = tx.caller
     require_role(who, Role.ADMIN, Role.PROVIDER, Role.OFFICER)
-    force, provider = request.force, request.provider
-    if who.role == Role.OFFICER:
-        if force not in (None, who.force_code):
-            raise NotFound("force not found")
-        force = who.force_code
-    elif who.role == Role.PROVIDER:
-        if provider not in (None, who.provider_id):
-            raise NotFound("provider not found")
-        provider = who.provider_id
+    force, provider = who.narrow(request.force, request.provider)
     return reports.Scope(request.start, request.end, request.group_by, force, provider)
 
 
@@ -203,7 +195,7 @@ async def summary(tx: ReadTx, request: ReportRequest) -> dict[str, Any]:
         entry["disclosures_without_placement"] = (
             _sum(raised, kind=AlertKind.DISCLOSURE_WITHOUT_PLACEMENT) if with_alerts else None
         )
-        return entry
+        return rules.withhold(entry)
 
     return {
         "start": request.start,

@@ -1,4 +1,5 @@
-"""The transaction a use case runs in, and the only way to record what happened in it."""
+"""The transaction a use case runs in, and how a read is audited in it (a change records
+through service.usecases.changes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from service.db import Connection
 from service.domain.access import Principal
 from service.domain.stays import Policy
 from service.queries import records
-from service.vocab import AuditAction, EventType, ObjectType
+from service.vocab import AuditAction, ObjectType
 
 # The settings' defaults: for tools and tests that make a Tx without the service's settings.
 DEFAULT_POLICY = Policy()
@@ -53,54 +54,6 @@ class Tx(ReadTx):
     """A unit of work in a transaction, and the only way to record what happened in it: the
     timestamps it writes are all `at`."""
 
-    async def history(
-        self,
-        booking_id: UUID,
-        action: AuditAction,
-        status: str,
-        *,
-        reason: str | None = None,
-        reason_code: str | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """One step of a booking's history (who, when, why and its coded reason, the state
-        it left)."""
-        await records.history(
-            self.conn,
-            booking_id,
-            action,
-            status,
-            at or self.at,
-            self.actor,
-            None if self.who is None else self.who.key_id,
-            reason,
-            reason_code,
-        )
-
-    async def event(
-        self,
-        type_: EventType,
-        *,
-        booking_id: UUID | None = None,
-        site_id: UUID | None = None,
-        cause: str | None = None,
-        alert_id: UUID | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """An event in the outbox: a booking's (from its state now), a site's with a cause
-        (its availability changed), a site's without one (about its capacity as a whole:
-        when it was last confirmed), or a security alert's (for admins only)."""
-        if booking_id is not None:
-            await records.booking_event(self.conn, booking_id, type_, at or self.at)
-        elif alert_id is not None:
-            await records.alert_event(self.conn, alert_id, type_, at or self.at)
-        else:
-            assert site_id is not None
-            if cause is not None:
-                await records.site_event(self.conn, site_id, type_, cause, at or self.at)
-            else:
-                await records.site_capacity_event(self.conn, site_id, type_, at or self.at)
-
     async def audit(
         self,
         action: AuditAction,
@@ -108,7 +61,9 @@ class Tx(ReadTx):
         object_id: UUID | str,
         fields: Iterable[str] = (),
     ) -> None:
-        """An audit row: who did what to which object, and which fields (names only)."""
+        """An audit row: who did what to which object, and which fields (names only). For
+        reads: a change records through service.usecases.changes.record, with its history and
+        events."""
         await self.audit_many(action, object_type, [(object_id, fields)])
 
     async def audit_many(

@@ -25,8 +25,9 @@ from service.errors import NotFound, ValidationProblem
 from service.paging import Page, Position
 from service.queries import events
 from service.queries import webhooks as store
+from service.usecases.changes import Change, record
 from service.usecases.tx import ReadTx, Tx
-from service.vocab import AuditAction, DeliveryOutcome, ObjectType, Role
+from service.vocab import AuditAction, DeliveryOutcome, ObjectType, Role, WebhookStatus
 
 # How long resolving a new subscription's host may take before it counts as unresolvable.
 RESOLVE_SECONDS = 5.0
@@ -117,7 +118,8 @@ async def create_webhook(
         provider_id=scope.provider_id,
         at=tx.at,
     )
-    await tx.audit(AuditAction.CREATE, ObjectType.WEBHOOK, row["id"], ["event_types", "url"])
+    given = {"event_types": command.event_types, "url": command.url}
+    await record(tx, Change.of(AuditAction.CREATE, ObjectType.WEBHOOK, row["id"], given))
     return CreatedWebhook(row, secret)
 
 
@@ -141,7 +143,12 @@ async def delete_webhook(tx: Tx, webhook_id: UUID) -> None:
     scope = Scope.of(tx.caller)
     if not await store.delete(tx.conn, webhook_id, scope.force_code, scope.provider_id, tx.at):
         raise NotFound("webhook not found")
-    await tx.audit(AuditAction.DELETE, ObjectType.WEBHOOK, webhook_id, ["status"])
+    await record(
+        tx,
+        Change.of(
+            AuditAction.DELETE, ObjectType.WEBHOOK, webhook_id, {"status": WebhookStatus.DELETED}
+        ),
+    )
 
 
 async def list_deliveries(

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -590,6 +590,26 @@ async def test_if_match_with_a_list_passes_when_any_tag_matches(world: World) ->
     assert reply.status == 200, reply.body
 
 
+async def test_an_empty_if_match_is_bad_input_not_a_stale_version(world: World) -> None:
+    """The contract's If-Match has minLength 1 (issue 17): an empty one names no version at
+    all, so it is a 400 naming the header, as a generated client's own check would say."""
+    site = await world.site()
+    bed = await world.bed(site["id"])
+    for method, path, body in (
+        ("PATCH", f"/v1/sites/{site['id']}", {"area": "York"}),
+        ("PATCH", f"/v1/sites/{site['id']}/beds/{bed['id']}", {"label": "Room 9"}),
+        ("DELETE", f"/v1/sites/{site['id']}/beds/{bed['id']}", None),
+    ):
+        for empty in ("", "  "):
+            reply = await world.api.request(
+                method, path, key=world.provider, json_body=body, headers={"If-Match": empty}
+            )
+            assert reply.status == 400, (method, path, reply.body)
+            assert reply.field_names() == {"If-Match"}, reply.body
+    still = await world.api.get(f"/v1/sites/{site['id']}", key=world.provider)
+    assert still.body["area"] == site["area"] and still.body["version"] == site["version"]
+
+
 def test_the_contract_carries_the_services_text_rules() -> None:
     document = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
     schemas = document["components"]["schemas"]
@@ -621,3 +641,104 @@ async def test_a_repeated_query_parameter_is_refused(world: World, clock: Manual
             assert resp.status == 400, (url, resp.status, body)
             assert resp.content_type == "application/problem+json"
             assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_a_list_parameter_may_be_repeated_and_a_single_one_may_not(world: World) -> None:
+    """Generators send an array as `types=a&types=b` whatever `explode: false` says (issue 17):
+    both forms mean the same list, a value named twice either way is refused, and a repeated
+    single-valued parameter is still refused rather than resolved."""
+    headers = {"Authorization": f"Bearer {world.officer}"}
+
+    async def get(query: str) -> tuple[int, Any]:
+        async with world.api.client.get(f"/v1/events?{query}", headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    site = await world.site()
+    await world.bed(site["id"])
+    booking = await world.book(site["id"], datetime.now(UTC))
+    await world.act(booking["id"], "confirm")
+    comma = await get("types=booking.held,booking.confirmed&limit=500")
+    repeated = await get("types=booking.held&types=booking.confirmed&limit=500")
+    mixed = await get("types=booking.held&types=booking.confirmed,booking.cancelled&limit=500")
+    assert comma[0] == repeated[0] == mixed[0] == 200, (comma, repeated, mixed)
+    ids = [[e["id"] for e in body["items"]] for _, body in (comma, repeated, mixed)]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) >= 2
+    assert {e["type"] for e in repeated[1]["items"]} <= {"booking.held", "booking.confirmed"}
+    for query in ("types=booking.held&types=booking.held", "types=booking.held,booking.held"):
+        status, body = await get(query)
+        assert status == 400 and [e["field"] for e in body["errors"]] == ["types"], body
+    status, body = await get("types=booking.held&limit=1&limit=2")
+    assert status == 400, body
+    assert body["errors"] == [{"field": "limit", "message": "given more than once"}]
+
+
+async def test_a_rule_across_fields_names_the_fields_to_change_everywhere(world: World) -> None:
+    """One rule, one field name (issue 17 item 7): "end must be after start" names `end` on
+    every operation, a rule over several fields names each of them, never `query` or `body`."""
+    site = await world.site()
+    bed = await world.bed(site["id"])
+    later, earlier = "2031-01-02T00:00:00Z", "2031-01-01T00:00:00Z"
+    backwards = {"start": later, "end": earlier}
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    search_backwards = {"start": soon.isoformat(), "end": (soon - timedelta(hours=1)).isoformat()}
+    cases: list[tuple[str, str, str, Any, set[str]]] = [
+        ("GET", "/v1/availability", world.officer, search_backwards, {"end"}),
+        ("GET", f"/v1/sites/{site['id']}/occupancy", world.provider, backwards, {"end"}),
+        ("GET", "/v1/reports/summary", world.admin, backwards, {"end"}),
+        (
+            "GET",
+            "/v1/reports/summary",
+            world.admin,
+            {"start": "2031-01-01T00:00:00Z", "end": "2031-06-01T00:00:00Z"},
+            {"end"},
+        ),
+        (
+            "POST",
+            "/v1/bookings",
+            world.officer,
+            booking_body(site["id"], datetime.now(UTC), hours=-1),
+            {"end"},
+        ),
+        (
+            "POST",
+            f"/v1/sites/{site['id']}/blocks",
+            world.provider,
+            {"bed_id": bed["id"], **backwards, "reason": "repair"},
+            {"end"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "near_lat": 51.5},
+            {"near_lat", "near_lon"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "max_km": 5},
+            {"max_km", "near_lat", "near_lon"},
+        ),
+        (
+            "GET",
+            "/v1/availability",
+            world.officer,
+            {"end": later, "avoid_km": 5},
+            {"avoid_lat", "avoid_lon", "avoid_km"},
+        ),
+        (
+            "POST",
+            "/v1/api-keys",
+            world.admin,
+            {"name": "desk", "role": "officer"},
+            {"force"},
+        ),
+    ]
+    for method, path, key, given, fields in cases:
+        if method == "GET":
+            reply = await world.api.get(path, key=key, params=given)
+        else:
+            reply = await world.api.post(path, given, key=key)
+        assert reply.status == 400, (path, reply.body)
+        assert reply.field_names() == fields, (path, given, reply.body)

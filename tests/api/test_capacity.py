@@ -360,8 +360,10 @@ async def test_forces_and_providers(world: World) -> None:
 
 async def test_api_key_scope_must_match_role(world: World) -> None:
     cases = [
-        ({"role": "officer"}, "body"),
-        ({"role": "provider", "force": world.force}, "body"),
+        # A rule across fields names the field to change (issue 17), not the whole body.
+        ({"role": "officer"}, "force"),
+        ({"role": "provider", "force": world.force}, "provider_id"),
+        ({"role": "admin", "force": world.force}, "force"),
         ({"role": "officer", "force": "no-such-force"}, "force"),
         (
             {"role": "provider", "provider_id": "00000000-0000-0000-0000-000000000000"},

@@ -46,17 +46,30 @@ from service.models import (
     BlockIn,
     BookingIn,
     BookingListQuery,
+    CancelIn,
+    DeclineIn,
     ExtendIn,
     ForceIn,
     Location,
     NeedsIn,
+    NoShowIn,
     Page,
     ProviderIn,
     SiteIn,
     SitePatch,
     WindowQuery,
 )
-from service.vocab import BookingMode, BookingStatus, EventType, Gender, Role, RoomType
+from service.vocab import (
+    BookingMode,
+    BookingStatus,
+    CancelReason,
+    DeclineReason,
+    EventType,
+    Gender,
+    NoShowReason,
+    Role,
+    RoomType,
+)
 from tests.conftest import AppFactory
 from tests.support.api import Reply, _check
 from tests.support.clock import ManualClock
@@ -79,12 +92,15 @@ class Server:
         self.violations: list[str] = []
         self.checked = 0
         self.seen: list[tuple[str, str, str | None, web.StreamResponse]] = []
+        self.bodies: list[tuple[str, str, bytes]] = []
         self.fault: Fault | None = None
 
     def customise(self, app: web.Application) -> None:
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             body = await request.read() if request.body_exists else None
+            if body is not None:
+                self.bodies.append((request.method, request.path, body))
             response = await handler(request)
             key = request.headers.get("Idempotency-Key")
             self.seen.append((request.method, request.path, key, response))
@@ -249,6 +265,56 @@ async def test_a_booking_journey_through_the_client(
         await admin.create_provider(ProviderIn(name=unique("Provider")))
         assert (await admin.list_providers(limit=1)).next_cursor is not None
         assert any(k.provider_id == provider_id for k in await _every(admin.list_api_keys))
+
+
+async def test_decline_cancel_and_no_show_send_their_reason_codes(
+    server: Server, db: Pool, clock: ManualClock
+) -> None:
+    """A force or provider system using the client records a coded reason, as the contract's
+    DeclineIn, CancelIn and NoShowIn allow: each step's history carries the code sent."""
+    admin, officer, desk, _, _ = await _setup(server, db)
+    async with admin, officer, desk:
+        asked = await desk.create_site(_site(booking_mode=BookingMode.REQUEST))
+        await desk.create_bed(asked.id, BedIn(label="Room 1", room_type=RoomType.SINGLE))
+        site = await desk.create_site(_site())
+        for label in ("Room 1", "Room 2"):
+            await desk.create_bed(site.id, BedIn(label=label, room_type=RoomType.SINGLE))
+        now = clock.now()
+
+        requested = await officer.create_booking(_hold(asked.id, now))
+        assert (await officer.confirm_booking(requested.id)).status is BookingStatus.PENDING
+        declined = await desk.decline_booking(
+            requested.id, DeclineIn(reason_code=DeclineReason.SITE_FULL)
+        )
+        cancelled = await officer.cancel_booking(
+            (await officer.create_booking(_hold(site.id, now))).id,
+            CancelIn(reason_code=CancelReason.OTHER, reason="taken to hospital"),
+        )
+        absent = await officer.create_booking(_hold(site.id, now))
+        await officer.confirm_booking(absent.id)
+        clock.advance(hours=2)
+        gone = await desk.no_show_booking(
+            absent.id, NoShowIn(reason_code=NoShowReason.PERSON_LEFT_CUSTODY_ELSEWHERE)
+        )
+
+        steps = [(b.status, b.history[-1].reason_code) for b in (declined, cancelled, gone)]
+        assert steps == [
+            (BookingStatus.DECLINED, "site_full"),
+            (BookingStatus.CANCELLED, "other"),
+            (BookingStatus.NO_SHOW, "person_left_custody_elsewhere"),
+        ]
+        assert cancelled.history[-1].reason == "taken to hospital"
+        # The codes went over the wire as the contract names them.
+        sent = [
+            json.loads(body)
+            for method, path, body in server.bodies
+            if method == "POST" and path.rsplit("/", 1)[-1] in {"decline", "cancel", "no-show"}
+        ]
+        assert sent == [
+            {"reason_code": "site_full"},
+            {"reason_code": "other", "reason": "taken to hospital"},
+            {"reason_code": "person_left_custody_elsewhere"},
+        ]
 
 
 async def _every(list_page: Callable[..., Awaitable[Page[Any]]]) -> list[Any]:
@@ -441,10 +507,13 @@ class Feed:
         self.steps = list(steps)
         self.requests: list[dict[str, str]] = []
         self.over = asyncio.Event()
+        # Polls held open past the script, counted as they arrive.
+        self.parked = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append({**request.query, "auth": request.headers.get("Authorization", "")})
         if not self.steps:
+            self.parked += 1
             await self.over.wait()
             return web.json_response({"items": [], "next_cursor": request.query.get("after")})
         step = self.steps.pop(0)
@@ -602,9 +671,11 @@ async def test_the_readme_feed_follower_runs_and_resumes(
         if run == 2:
             feed.steps.append(_page("c4", 4))
         follower = asyncio.create_task(_readme_python(0)["follow"]())
+        # Saved, and its next poll parked here: stopped any earlier, that poll could still be
+        # on its way and take the page the next run is given (seen once on a loaded machine).
         await until(
-            lambda: saved.exists() and saved.read_text() == expected,  # noqa: B023 (awaited here)
-            what=f"the cursor {expected} to be saved",
+            lambda: saved.exists() and saved.read_text() == expected and feed.parked == run,  # noqa: B023 (awaited here)
+            what=f"the cursor {expected} to be saved and the next poll to wait",
         )
         follower.cancel()
         with pytest.raises(asyncio.CancelledError):

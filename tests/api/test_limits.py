@@ -11,6 +11,7 @@ from service.db import Pool
 from tests.conftest import AppFactory
 from tests.support.api import Api, Reply
 from tests.support.clock import ManualClock
+from tests.support.metrics import metric
 from tests.support.world import World, booking_body, new_key, unique
 
 
@@ -34,14 +35,6 @@ async def _live_holds(db: Pool, force: str) -> int:
                 force,
             )
         )
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 async def _force_with_officers(world: World, count: int) -> tuple[str, list[str]]:
@@ -98,7 +91,7 @@ async def test_one_key_cannot_hold_more_than_its_cap(world: World, clock: Manual
     clock.advance(seconds=900)
     assert (await _hold(world.api, world.officer, site["id"], clock)).status == 201
     metrics = (await world.api.get("/metrics")).raw.decode()
-    assert _metric(metrics, "pos_limit_refusals_total", limit="holds_per_key") == 2
+    assert metric(metrics, "pos_limit_refusals_total", limit="holds_per_key") == 2
 
 
 async def test_twenty_concurrent_holds_by_one_key_get_exactly_the_cap(
@@ -129,8 +122,8 @@ async def test_a_force_cannot_hold_more_than_its_cap_across_its_keys(
     _, (stranger,) = await _force_with_officers(world, 1)
     assert (await _hold(api, stranger, site["id"], clock)).status == 201
     metrics = (await api.get("/metrics")).raw.decode()
-    by_key = _metric(metrics, "pos_limit_refusals_total", limit="holds_per_key")
-    by_force = _metric(metrics, "pos_limit_refusals_total", limit="holds_per_force")
+    by_key = metric(metrics, "pos_limit_refusals_total", limit="holds_per_key")
+    by_force = metric(metrics, "pos_limit_refusals_total", limit="holds_per_force")
     # At most two keys reach their own cap of 3 (7 holds), each refused once by it.
     assert by_key + by_force == 9 and by_force >= 7
 
@@ -181,7 +174,7 @@ async def test_searches_beyond_the_rate_limit_are_429_until_the_budget_refills(
     assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 200
     assert (await api.get("/v1/availability", **_search(world.officer, clock))).status == 429
     metrics = (await api.get("/metrics")).raw.decode()
-    assert _metric(metrics, "pos_limit_refusals_total", limit="searches") == 3
+    assert metric(metrics, "pos_limit_refusals_total", limit="searches") == 3
 
 
 async def test_writes_beyond_the_rate_limit_are_429_and_not_stored(
@@ -202,7 +195,7 @@ async def test_writes_beyond_the_rate_limit_are_429_and_not_stored(
     retried = await api.post("/v1/bookings", body, key=world.officer, headers=headers)
     assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
     metrics = (await api.get("/metrics")).raw.decode()
-    assert _metric(metrics, "pos_limit_refusals_total", limit="writes") == 1
+    assert metric(metrics, "pos_limit_refusals_total", limit="writes") == 1
 
 
 async def test_feed_reads_beyond_the_rate_limit_are_429(
@@ -220,7 +213,7 @@ async def test_feed_reads_beyond_the_rate_limit_are_429(
     clock.advance(seconds=30)
     assert (await api.get("/v1/events", key=world.officer)).status == 200
     metrics = (await api.get("/metrics")).raw.decode()
-    assert _metric(metrics, "pos_limit_refusals_total", limit="feed") == 1
+    assert metric(metrics, "pos_limit_refusals_total", limit="feed") == 1
 
 
 async def test_a_zero_budget_means_no_limit(

@@ -22,19 +22,12 @@ from tests.api.test_events_feed import feed, head, listener_of, second_force, se
 from tests.conftest import AppFactory
 from tests.support.api import Api
 from tests.support.clock import ManualClock
+from tests.support.metrics import metric
 from tests.support.until import until
 from tests.support.world import World, new_key
 
 POLLS_PER_KEY = 5
 UNRELATED_KEYS = 20  # per unrelated scope: 2 scopes x 20 keys x 5 polls = 200 parked polls
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -127,7 +120,7 @@ async def test_a_write_wakes_only_the_long_polls_whose_scope_sees_it(
             # it, so there may be fewer reads than polls).
             parked_reads = Counter(reads)
             metrics = (await world.api.get("/metrics")).raw.decode()
-            woken_before = _metric(metrics, "pos_event_feed_reads_total", cause="woken")
+            woken_before = metric(metrics, "pos_event_feed_reads_total", cause="woken")
 
             booked = [
                 await world.book(site["id"], clock.now() + timedelta(hours=1)) for _ in range(4)
@@ -146,7 +139,7 @@ async def test_a_write_wakes_only_the_long_polls_whose_scope_sees_it(
             assert listener.waiting == len(unrelated)
             # The woken ones read again: the provider's five polls share their reads.
             metrics = (await world.api.get("/metrics")).raw.decode()
-            woken = _metric(metrics, "pos_event_feed_reads_total", cause="woken") - woken_before
+            woken = metric(metrics, "pos_event_feed_reads_total", cause="woken") - woken_before
             rereads = sum((reads - parked_reads).values())
             assert woken == rereads
             assert 2 <= woken < 10
@@ -178,7 +171,7 @@ async def test_a_key_may_park_only_so_many_long_polls(
             other = await new_key(api, world.admin, role="officer", force=world.force)
             assert (await feed(api, other, after=start, wait=0.1)).status == 200
             metrics = (await api.get("/metrics")).raw.decode()
-            assert _metric(metrics, "pos_limit_refusals_total", limit="long_polls") == 1
+            assert metric(metrics, "pos_limit_refusals_total", limit="long_polls") == 1
 
             # A poll that answers frees its place.
             await world.book(site["id"], clock.now() + timedelta(hours=1))

@@ -9,11 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from service.db import Pool
-from service.migrate import migrate
 from service.vocab import EmptyCause
 from tests.support.clock import ManualClock
 from tests.support.geo import Point
@@ -23,14 +21,9 @@ HERE = Point(53.8, -1.55)
 
 
 @pytest.fixture
-async def database_dsn(fresh_database: str) -> str:
+def database_dsn(migrated_database: str) -> str:
     """This test's own migrated database: no other test's sites."""
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return fresh_database
+    return migrated_database
 
 
 async def _search(world: World, clock: ManualClock, hours: float = 24, **params: Any) -> int:

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from service import jobs, keys
+from service import jobs
 from service.db import Pool
-from service.handlers.events import feed_cursor
 from service.jobs import erase_once
-from service.queries import events as event_queries
 from service.usecases import purge
+from tests.api.test_events_feed import head
 from tests.conftest import AppFactory
 from tests.support.backlog import add_backlog, erased_once_each, long_ago, unerased
 from tests.support.clock import ManualClock
@@ -93,14 +92,6 @@ async def test_a_round_asked_to_stop_ends_after_its_batch_and_the_next_goes_on(
         assert await erased_once_each(conn, suite) == []
 
 
-async def _feed_head(world: World, db: Pool) -> str:
-    async with db.acquire() as conn:
-        row = await conn.fetchrow(event_queries.HEAD)
-    assert row is not None
-    sealer = await world.api.client.server.app[keys.CURSORS].get()
-    return feed_cursor(sealer, (row["tx"], row["id"]))
-
-
 async def _long_poll_for(world: World, after: str, booking_id: str, seconds: float) -> None:
     """Long-poll the feed from `after` until the booking's event is read."""
     cursor = after
@@ -127,7 +118,7 @@ async def test_an_event_committed_while_a_backlog_drains_reaches_a_long_poll_at_
     world: World, db: Pool, clock: ManualClock, make_api: AppFactory
 ) -> None:
     site_id, suite = await _backlog(world, db, clock, DRAIN)
-    cursor = await _feed_head(world, db)
+    cursor = await head(world.api, db)
     # A replica with its jobs on: its first erasure round starts at once.
     await make_api(run_jobs=True)
 

@@ -43,10 +43,14 @@ async def test_api_key_commands(fresh_database: str) -> None:
     code, _, err = await pos("api-key", "list", env=env)
     assert code == 2 and "run `pos migrate` first" in err
     assert (await pos("migrate", env=env))[0] == 0
-    code, out, _ = await pos("api-key", "create", "--role", "admin", "--name", "ops", env=env)
+    code, out, err = await pos("api-key", "create", "--role", "admin", "--name", "ops", env=env)
     assert code == 0
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("pos_") and len(secret) > 40
+    # The key alone on stdout (issue 17), so `KEY=$(pos api-key create ...)` is the key; what
+    # was made, and its id, on stderr.
+    assert out == secret + "\n", out
+    assert "created admin key" in err and secret not in err
     code, listing, _ = await pos("api-key", "list", env=env)
     assert code == 0 and "admin" in listing and "ops" in listing and secret not in listing
     key_id = listing.split()[0]

@@ -18,8 +18,8 @@ import pytest
 
 from service import keys
 from service.db import Pool
-from service.handlers.events import feed_cursor
 from service.queries import events as event_queries
+from tests.api.test_events_feed import head
 from tests.support.until import until
 from tests.support.world import World
 
@@ -56,14 +56,6 @@ async def bystanders(
     yield conns
     for conn in conns:
         await conn.close()
-
-
-async def head(world: World, db: Pool) -> str:
-    async with db.acquire() as conn:
-        row = await conn.fetchrow(event_queries.HEAD)
-    assert row is not None
-    sealer = await world.api.client.server.app[keys.CURSORS].get()
-    return feed_cursor(sealer, (row["tx"], row["id"]))
 
 
 async def settled(db: Pool) -> None:
@@ -113,7 +105,7 @@ async def test_a_later_commit_waits_for_an_earlier_writer(
 ) -> None:
     site = await world.site()
     t1, t2 = connections[:2]
-    reader = Reader(world, await head(world, db))
+    reader = Reader(world, await head(world.api, db))
     late = Reader(world, reader.cursor)
 
     first = t1.transaction()
@@ -136,7 +128,7 @@ async def test_feed_order_is_the_writers_transaction_order_not_event_id_order(
 ) -> None:
     site = await world.site()
     t1, t2 = connections[:2]
-    reader = Reader(world, await head(world, db))
+    reader = Reader(world, await head(world.api, db))
 
     first = t1.transaction()
     await first.start()
@@ -160,7 +152,7 @@ async def test_a_long_poll_sees_events_held_back_by_a_writer_that_rolls_back(
     site = await world.site()
     t0, t2 = connections[:2]
     listener = world.api.client.server.app[keys.EVENT_LISTENER]
-    reader = Reader(world, await head(world, db))
+    reader = Reader(world, await head(world.api, db))
 
     blocker = t0.transaction()
     await blocker.start()
@@ -184,7 +176,7 @@ async def test_a_reader_following_its_cursor_reads_every_event_once_under_interl
     """With transactions the horizon passes over (another database's, an operator's) coming
     and going between the writers' too."""
     site = await world.site()
-    reader = Reader(world, await head(world, db))
+    reader = Reader(world, await head(world.api, db))
     committed: list[str] = []
     rng = random.Random(9)
 
@@ -231,7 +223,7 @@ async def test_long_transactions_that_write_no_event_do_not_hold_a_long_poll_bac
     is passed over, and an event committed beside it reaches a long-polling reader at once."""
     site = await world.site()
     listener = world.api.client.server.app[keys.EVENT_LISTENER]
-    reader = Reader(world, await head(world, db))
+    reader = Reader(world, await head(world.api, db))
     held = [conn.transaction() for conn in bystanders]
     for conn, tx in zip(bystanders, held, strict=True):
         await tx.start()
@@ -245,7 +237,7 @@ async def test_long_transactions_that_write_no_event_do_not_hold_a_long_poll_bac
         assert await asyncio.wait_for(poll, 5) == [event.public]
         assert time.monotonic() - committed < 3
         # Read again from the start: the event is there, and the head has moved past it.
-        assert await Reader(world, await head(world, db)).read() == []
+        assert await Reader(world, await head(world.api, db)).read() == []
     finally:
         for tx in held:
             await tx.rollback()

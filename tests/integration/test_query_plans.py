@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from service.migrate import migrate
-from service.queries import allocations, audit, availability, bookings, records
+from service.queries import allocations, audit, availability, bookings
 
 # Per bed, this many past stays: enough history that reading the ledger in full is the
 # expensive choice, as it is in production.
@@ -23,6 +23,8 @@ SITES = 12
 BEDS_PER_SITE = 5
 # The relations that grow with history: a request path must never scan them in full.
 GROWING = {"allocation", "booking"}
+# The events a change announces, as record_change() selects them.
+CHANGE_EVENTS = "SELECT * FROM change_events($1, $2, $3, $4, $5)"
 
 SEED = """
 INSERT INTO force (code, name) VALUES ('plan-force', 'Plan Force');
@@ -145,7 +147,11 @@ async def test_request_queries_never_scan_the_ledger_in_full(
             bookings.EXPIRE_LAPSED,
             (now, bed_id, 500, "system", "hold lapsed", "request lapsed", None),
         ),
-        "hold: event": (records.INSERT_BOOKING_EVENT, (booking_id, "booking.held", now)),
+        # A hold's events (sql/0022_record_change.sql: record_change() inserts these rows).
+        "hold: events": (
+            CHANGE_EVENTS,
+            ("booking.held", booking_id, None, site_id, "booking_held"),
+        ),
         "extend: lock": (bookings.LOCK_FOR_ACTION, (booking_id, now)),
         "extend: conflict": (allocations.FIND_CONFLICT, (bed_id, now, later, now)),
         "retire: future claim": (allocations.FIND_FUTURE_CLAIM, (bed_id, now)),
@@ -182,6 +188,10 @@ async def test_request_queries_never_scan_the_ledger_in_full(
         if (scanned := await _full_scans(conn, sql, *args))
     }
     assert full_scans == {}, f"these read a growing table in full: {full_scans}"
+    # change_events() is inlined, so its plan above was the plan of its own statement.
+    args = queries["hold: events"][1]
+    for plan in await _plans(conn, CHANGE_EVENTS, *args):
+        assert {"booking", "allocation"} <= {n.get("Relation Name") for n in _nodes(plan)}
 
 
 # The free-bed rule reads live claims only: the exclusion constraint's partial index, whose size

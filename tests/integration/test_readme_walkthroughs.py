@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ async def demo(fresh_database: str) -> AsyncIterator[Demo]:
         await asyncio.wait_for(server.proc.wait(), timeout=30)
 
 
-async def _bash(script: str, demo: Demo) -> str:
+async def _bash(script: str, demo: Demo, cwd: Path = ROOT) -> str:
     env = {**os.environ, "B": demo.base, "DATABASE_URL": demo.dsn}
     script = script.replace(".venv/bin/pos", f"{sys.executable} -m service")
     proc = await asyncio.create_subprocess_exec(
@@ -53,7 +54,7 @@ async def _bash(script: str, demo: Demo) -> str:
         "pipefail",
         "-c",
         script,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -68,19 +69,30 @@ async def test_serve_prints_the_demo_keys(demo: Demo) -> None:
         assert key in demo.banner
 
 
-async def test_booking_walk_through(demo: Demo) -> None:
-    out = await _bash(_block("Walk-through: find, hold, confirm, check in, check out"), demo)
-    search = json.loads(out.splitlines()[0])
-    assert search["items"] and search["items"][0]["provider"] == "Haven Trust"
-    assert "'address':" in out  # the confirmed booking shows the address to the officer
-    assert "arrived" in out and "departed" in out
-    final = json.loads(out[out.index("{\n") :])
-    assert [h["action"] for h in final["history"]] == ["hold", "confirm", "check-in", "check-out"]
+async def test_booking_walk_through(demo: Demo, tmp_path: Path) -> None:
+    """Pasted as it is, from a directory that is not the checkout, twice in a row (issue 17),
+    then the audit snippet in the same shell."""
+    walk = _block("Walk-through: find, hold, confirm, check in, check out")
+    audit = _block("Audit log and events")
+    for run in range(2):
+        out = await _bash(walk + audit, demo, cwd=tmp_path)
+        search = json.loads(out.splitlines()[0])
+        assert search["items"] and search["items"][0]["provider"] == "Haven Trust", run
+        assert "'address':" in out  # the confirmed booking shows the address to the officer
+        assert "arrived" in out and "departed" in out
+        final = json.loads(out[out.index("{\n") : out.rindex("\n}") + 2])
+        steps = [h["action"] for h in final["history"]]
+        assert steps == ["hold", "confirm", "check-in", "check-out"], run
+        trail = json.loads(out.strip().splitlines()[-1])
+        assert {row["object_id"] for row in trail["items"]} >= {final["id"]}, run
 
 
-async def test_capacity_walk_through(demo: Demo) -> None:
-    out = await _bash(_block("Walk-through: a provider's capacity"), demo)
-    occupancy = json.loads(out.strip().splitlines()[-1])
-    allocations = [a for bed in occupancy["beds"] for a in bed["allocations"]]
-    assert len(occupancy["beds"]) == 3
-    assert [a["reason"] for a in allocations] == ["boiler repair"]
+async def test_capacity_walk_through(demo: Demo, tmp_path: Path) -> None:
+    """From another directory, twice in a row: each run registers its own force, provider
+    and site (issue 17: a second run met 409s, then KeyError tracebacks and 404s)."""
+    for run in range(2):
+        out = await _bash(_block("Walk-through: a provider's capacity"), demo, cwd=tmp_path)
+        occupancy = json.loads(out.strip().splitlines()[-1])
+        allocations = [a for bed in occupancy["beds"] for a in bed["allocations"]]
+        assert len(occupancy["beds"]) == 3, run
+        assert [a["reason"] for a in allocations] == ["boiler repair"], run

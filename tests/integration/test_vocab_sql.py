@@ -1,5 +1,6 @@
 """One vocabulary: every fixed list the migrations spell out in SQL (CHECKs, the exclusion
-constraint's WHERE, live_claims()) says exactly what service/vocab.py says.
+constraint's WHERE, live_claims(), the event_type table) says exactly what service/vocab.py
+says.
 
 The lists are read back from the migrated database's catalog (what PostgreSQL enforces, as it
 prints it), not from the .sql files, so a later migration that changes a CHECK is held too.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import asyncpg
 import pytest
 
 from service.db import Pool
@@ -35,6 +37,7 @@ from service.vocab import (
     SiteStatus,
     WebhookStatus,
 )
+from tests.support.world import bootstrap_admin
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 
@@ -124,12 +127,10 @@ COLUMN_CHECKS: list[tuple[str, str, frozenset[str]]] = [
     ("site", "status", frozenset(SiteStatus)),
     ("allocation", "kind", frozenset(AllocationKind)),
     ("allocation", "status", frozenset(ALLOCATION_STATUSES)),
-    ("event", "type", frozenset(EventType)),
     ("booking_transition", "status", frozenset(BookingStatus)),
     ("audit", "action", frozenset(AuditAction)),
     ("audit", "object_type", frozenset(ObjectType)),
     ("audit", "role", frozenset({*Role, "system", "cli"})),
-    ("webhook", "event_types", frozenset(EventType)),
     ("webhook", "role", frozenset(Role)),
     ("webhook", "status", frozenset(WebhookStatus)),
     ("webhook_delivery", "outcome", frozenset(DeliveryOutcome)),
@@ -210,3 +211,70 @@ async def test_allocation_has_ended_lists_the_terminal_statuses(db: Pool) -> Non
         )
     assert body is not None, "allocation_has_ended() is missing"
     check_same("allocation_has_ended()", quoted_lists(body, "status"), TERMINAL_STATUSES)
+
+
+# --- Event types: one table that the outbox's foreign key and the webhooks' trigger read
+# (sql/0023_event_type_table.sql), so a new type is a row there and a name in vocab.py. ---
+
+
+async def test_the_event_type_table_lists_the_event_types(db: Pool) -> None:
+    async with db.acquire() as conn:
+        names = [r["name"] for r in await conn.fetch("SELECT name FROM event_type")]
+    check_same("event_type rows", [names], EventType)
+
+
+async def test_an_event_of_a_type_not_in_the_table_is_refused(db: Pool) -> None:
+    async with db.acquire() as conn:
+        references = await conn.fetchval(
+            "SELECT confrelid::regclass::text FROM pg_constraint"
+            " WHERE conrelid = 'event'::regclass AND conname = 'event_type_known'"
+            " AND contype = 'f'"
+        )
+        assert references == "event_type"
+        for type_, refused in (("booking.unknown", True), (EventType.SECURITY_ALERT, False)):
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                insert = conn.execute(
+                    "INSERT INTO event (type, data, occurred_at) VALUES ($1, '{}', now())",
+                    type_,
+                )
+                if refused:
+                    with pytest.raises(asyncpg.ForeignKeyViolationError):
+                        await insert
+                else:
+                    await insert
+            finally:
+                await tr.rollback()
+
+
+async def test_a_webhook_for_a_type_not_in_the_table_is_refused(db: Pool) -> None:
+    await bootstrap_admin(db)
+    insert = """
+    INSERT INTO webhook (id, url, event_types, secret, created_by, role, after_tx, created_at,
+                         updated_at)
+    SELECT gen_random_uuid(), 'https://example.org/hook', $1, 'whsec_x', k.id, 'admin',
+           pg_current_xact_id(), now(), now()
+    FROM api_key k WHERE k.role = 'admin' LIMIT 1
+    RETURNING id
+    """
+    async with db.acquire() as conn:
+        for types, refused in (
+            ([*EventType], False),
+            ([EventType.BOOKING_HELD, "booking.unknown"], True),
+        ):
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                if refused:
+                    with pytest.raises(asyncpg.CheckViolationError) as error:
+                        await conn.fetchval(insert, types)
+                    assert error.value.constraint_name == "webhook_event_types_known"
+                else:
+                    assert await conn.fetchval(insert, types) is not None
+                    with pytest.raises(asyncpg.CheckViolationError):
+                        await conn.execute(
+                            "UPDATE webhook SET event_types = array_append(event_types, 'x.y')"
+                        )
+            finally:
+                await tr.rollback()

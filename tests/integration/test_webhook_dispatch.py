@@ -54,14 +54,9 @@ FAST = {
 
 
 @pytest.fixture
-async def database_dsn(fresh_database: str) -> str:
+def database_dsn(migrated_database: str) -> str:
     """This module's tests each get a migrated database of their own."""
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return fresh_database
+    return migrated_database
 
 
 # --- a receiver --------------------------------------------------------------------------------
