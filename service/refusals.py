@@ -7,7 +7,7 @@ per clock hour: the refusal that reaches ALERT_REFUSALS_PER_HOUR raises one
 `repeated_refusals` alert (further replicas reaching it in the same hour count up on it).
 With N replicas a key may be refused up to N times the threshold before it is seen.
 
-Both are written here, outside the idempotency middleware, once the refused request's own
+Both are written here, after the handler, once the refused request's own
 unit of work has rolled back and given its connection back (waiting for a second connection
 while holding the first would let refusals starve the pool), each in a short transaction of
 its own. Recording is best effort: if the database fails here, the 429 still goes out.
@@ -62,7 +62,7 @@ async def watch_refusals(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Records the 429s of authenticated requests; runs after authentication, outside the
-    rate limit (whose refusals count too) and the idempotency middleware."""
+    rate limit (whose refusals count too) and the handler with its unit of work."""
     try:
         response = await handler(request)
     except Problem as problem:

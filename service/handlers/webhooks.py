@@ -17,12 +17,17 @@ from service.handlers.common import (
 )
 from service.models import Delivery, Page, PageQuery, Webhook, WebhookCreated, WebhookIn
 from service.usecases import webhooks
+from service.usecases.results import WebhookShown
 from service.usecases.tx import Tx
 from service.usecases.uow import Answer, UseCase
 from service.usecases.webhooks import NewWebhook
 
 # The purpose sealed into a delivery list's cursors (service/paging.py).
 DELIVERIES = "webhook-deliveries"
+
+
+def _webhook(webhook: WebhookShown) -> Webhook:
+    return Webhook.model_validate(webhook, from_attributes=True)
 
 
 async def _new_webhook(request: web.Request) -> UseCase[Tx, webhooks.CreatedWebhook]:
@@ -32,7 +37,8 @@ async def _new_webhook(request: web.Request) -> UseCase[Tx, webhooks.CreatedWebh
 
 
 def _created(created: webhooks.CreatedWebhook) -> Answer:
-    shown = WebhookCreated.model_validate({**created.row, "secret": created.secret})
+    webhook = _webhook(created.webhook)
+    shown = WebhookCreated(**webhook.model_dump(), secret=created.secret)
     return answer(
         shown,
         status=201,
@@ -57,14 +63,14 @@ async def list_webhooks(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    items = [Webhook.model_validate(dict(r)) for r in page.items]
+    items = [_webhook(w) for w in page.items]
     return json_response(Page[Webhook](items=items, next_cursor=page.next_cursor))
 
 
 async def get_webhook(request: web.Request) -> web.Response:
     webhook_id = path_id(request, "webhook_id", "webhook")
-    row = await read(request, UseCase(webhooks.get_webhook, webhook_id=webhook_id))
-    return json_response(Webhook.model_validate(dict(row)))
+    webhook = await read(request, UseCase(webhooks.get_webhook, webhook_id=webhook_id))
+    return json_response(_webhook(webhook))
 
 
 async def delete_webhook(request: web.Request) -> web.Response:

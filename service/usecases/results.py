@@ -8,7 +8,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from service.vocab import AddressWithheld, BookingMode, BookingStatus, Gender
+from service.vocab import (
+    AddressWithheld,
+    BookingMode,
+    BookingStatus,
+    EventType,
+    Gender,
+    WebhookStatus,
+)
 
 
 class Result(BaseModel):
@@ -122,3 +129,14 @@ class ProviderShown(Result):
     id: UUID
     name: str
     duty_phone: str | None
+
+
+class WebhookShown(Result):
+    """A subscription as its owners see it (never its secret)."""
+
+    id: UUID
+    url: str
+    event_types: tuple[EventType, ...]
+    status: WebhookStatus
+    disabled_reason: str | None
+    created_at: datetime

@@ -26,6 +26,7 @@ from service.paging import Page, Position
 from service.queries import events
 from service.queries import webhooks as store
 from service.usecases.changes import Change, record
+from service.usecases.results import WebhookShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, DeliveryOutcome, ObjectType, Role, WebhookStatus
 
@@ -92,7 +93,7 @@ class NewWebhook:
 
 @dataclass(frozen=True)
 class CreatedWebhook:
-    row: asyncpg.Record
+    webhook: WebhookShown
     # Shown to whoever created the subscription, this once.
     secret: str
 
@@ -120,22 +121,23 @@ async def create_webhook(
     )
     given = {"event_types": command.event_types, "url": command.url}
     await record(tx, Change.of(AuditAction.CREATE, ObjectType.WEBHOOK, row["id"], given))
-    return CreatedWebhook(row, secret)
+    return CreatedWebhook(WebhookShown.model_validate(dict(row)), secret)
 
 
-async def list_webhooks(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
+async def list_webhooks(tx: ReadTx, after: Position | None, limit: int) -> Page[WebhookShown]:
     scope = Scope.of(tx.caller)
     rows = await store.list_page(tx.conn, scope.force_code, scope.provider_id, after, limit + 1)
-    return paging.page(rows, limit, paging.by_created)
+    page = paging.page(rows, limit, paging.by_created)
+    return page.map(lambda row: WebhookShown.model_validate(dict(row)))
 
 
-async def get_webhook(tx: ReadTx, webhook_id: UUID) -> asyncpg.Record:
+async def get_webhook(tx: ReadTx, webhook_id: UUID) -> WebhookShown:
     """A subscription in the caller's scope; any other (or a deleted one) is 404."""
     scope = Scope.of(tx.caller)
     row = await store.get(tx.conn, webhook_id, scope.force_code, scope.provider_id)
     if row is None:
         raise NotFound("webhook not found")
-    return row
+    return WebhookShown.model_validate(dict(row))
 
 
 async def delete_webhook(tx: Tx, webhook_id: UUID) -> None:

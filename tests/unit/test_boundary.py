@@ -41,10 +41,7 @@ UNTYPED = frozenset(
         "capacity.patch_site",
         "events.read_feed",
         "reports.summary",
-        "webhooks.create_webhook",
-        "webhooks.get_webhook",
         "webhooks.list_deliveries",
-        "webhooks.list_webhooks",
         "webhooks.next_event",
     }
 )
