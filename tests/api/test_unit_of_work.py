@@ -3,6 +3,7 @@ Idempotency-Key's answer kept in the same unit as the change (issue 16 item 1)."
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from service import db as service_db
 from service.db import Pool
+from service.usecases import changes
 from service.usecases.tx import ReadTx, Tx
 from tests.support.clock import ManualClock
 from tests.support.world import World, booking_body, unique
@@ -106,7 +108,10 @@ async def test_a_refusal_by_the_use_case_is_kept_without_its_change(
 
 
 def test_a_reading_unit_has_no_way_to_record() -> None:
-    """mypy refuses `ReadTx.audit(...)` (service/usecases/tx.py): the methods are not there."""
-    recording = {"history", "event", "audit", "audit_many"}
+    """mypy refuses `ReadTx.audit(...)` (service/usecases/tx.py): the methods are not there;
+    and `changes.record`, which writes a change's history, events and audit, takes a `Tx`."""
+    recording = {"audit", "audit_many"}
     assert recording <= set(dir(Tx))
     assert not recording & set(dir(ReadTx))
+    for write in (changes.record, changes.record_all):
+        assert inspect.signature(write).parameters["tx"].annotation in ("Tx", Tx)
