@@ -1,5 +1,5 @@
 """Bookings: holds, transitions, expiry, and the booking as the API shows it. (Their history,
-events and audit rows are written through the Tx: service/queries/records.py.)"""
+events and audit rows are written by one call: service/usecases/changes.py, sql/0022.)"""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 # it lapsed (as its history says), not when the sweep came by.
 #
 # A batch's records come from the same statement's result, not a round trip per booking
-# (issue 15 item 1), and are the rows each booking's own would be (service/queries/records.py):
+# (issue 15 item 1), and are the rows each booking's own would be (record_change(), sql/0022):
 # a step of history dated when it lapsed ($5 held / $6 pending: why), the booking's event and
 # its site's availability change in that order, booking by booking, and one audit row each,
 # as the service ($4: its name; $7: the request, when a request's hold wrote them off). The

@@ -102,7 +102,7 @@ RETURNING"""
 # it after the first commits), so each stale site is returned to exactly one of them.
 # Up to `$3` active sites that turned stale (confirmed at or before `$2`) since they were last
 # announced: marked at `$1`, each with its event `$4` (the site and when its capacity was last
-# confirmed, as records.INSERT_SITE_CAPACITY_EVENT writes it) from the same statement. Replicas
+# confirmed, as change_events() in sql/0022 writes it) from the same statement. Replicas
 # at once take different sites (SKIP LOCKED), and a marked site is never taken again until its
 # capacity is confirmed. Returns how many.
 ANNOUNCE_STALE = """
