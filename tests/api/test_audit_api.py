@@ -201,7 +201,8 @@ async def test_cli_keys_are_audited_as_cli(world: World, database_dsn: str) -> N
         "api-key", "create", "--role", "officer", "--force", world.force, "--name", "cli", env=env
     )
     assert code == 0, err
-    key_id = out.split(" key ", 1)[1].split()[0]
+    assert out.startswith("pos_")  # the key alone on stdout; what was made on stderr
+    key_id = err.split("created officer key ", 1)[1].split()[0]
     code, _, err = await pos("api-key", "revoke", key_id, env=env)
     assert code == 0, err
     rows = await _rows(world, object_type="api_key", object_id=key_id)
