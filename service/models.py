@@ -499,7 +499,11 @@ class AvailabilityItem(Out):
 
 
 class AvailabilityOut(Out):
+    """SPEC's list shape (items, next_cursor), plus how many sites matched in all. A search is
+    ranked, not paged: next_cursor is always null (raise `limit` to see more)."""
+
     items: list[AvailabilityItem]
+    next_cursor: None = None
     total: int
 
 

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     no_show_grace_seconds: int = Field(default=7200, ge=0, le=7 * 86_400)
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 30)
-    personal_data_retention_days: int = Field(default=90, ge=1, le=3650)
+    # 0 (development only) erases a stay at the first erasure round after it ends: a way to
+    # watch erasure happen (with a short ERASURE_INTERVAL_SECONDS) without editing the database.
+    personal_data_retention_days: int = Field(default=90, ge=0, le=3650)
     # How often the erasure job looks for stays past the retention period (one replica at a
     # time does it).
     erasure_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
@@ -131,6 +133,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "WEBHOOK_ALLOW_PRIVATE must be false in production: webhooks must not reach "
                     "the service's own network"
+                )
+            if self.personal_data_retention_days < 1:
+                raise ValueError(
+                    "PERSONAL_DATA_RETENTION_DAYS must be at least 1 in production (0, erasure "
+                    "as soon as a stay ends, is for watching it in development)"
                 )
             if self.seed_demo:
                 raise ValueError(

@@ -197,11 +197,12 @@ async def test_only_admins_read_the_log(world: World, who: str) -> None:
 @pytest.mark.slow
 async def test_cli_keys_are_audited_as_cli(world: World, database_dsn: str) -> None:
     env = pos_env(DATABASE_URL=database_dsn)
-    code, _, err = await pos(
+    code, out, err = await pos(
         "api-key", "create", "--role", "officer", "--force", world.force, "--name", "cli", env=env
     )
     assert code == 0, err
-    key_id = err.split(" key ", 1)[1].split()[0]  # the key alone is on stdout
+    assert out.startswith("pos_")  # the key alone on stdout; what was made on stderr
+    key_id = err.split("created officer key ", 1)[1].split()[0]
     code, _, err = await pos("api-key", "revoke", key_id, env=env)
     assert code == 0, err
     rows = await _rows(world, object_type="api_key", object_id=key_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -288,9 +288,9 @@ async def test_who_may_search(world: World, clock: ManualClock) -> None:
     [
         ({}, "end"),
         ({"end": "2031-01-01T00:00:00"}, "end"),
-        ({"hours": 24, "near_lat": 51.5}, "query"),
-        ({"hours": 24, "max_km": 10}, "query"),
-        ({"hours": 24, "avoid_lat": 51.5, "avoid_lon": 0.1}, "query"),
+        ({"hours": 24, "near_lat": 51.5}, "near_lon"),
+        ({"hours": 24, "max_km": 10}, "max_km"),
+        ({"hours": 24, "avoid_lat": 51.5, "avoid_lon": 0.1}, "avoid_km"),
         ({"hours": 24, "avoid_km": -1, "avoid_lat": 51.5, "avoid_lon": 0.1}, "avoid_km"),
         ({"hours": 24, "gender": "woman"}, "gender"),
         ({"hours": 24, "wheelchair": "sometimes"}, "wheelchair"),
@@ -310,3 +310,13 @@ async def test_bad_searches_are_400(
     reply = await world.api.get("/v1/availability", key=world.officer, params=query)
     assert reply.status == 400, reply.body
     assert field in reply.field_names()
+
+
+async def test_the_answer_has_the_list_shape(world: World) -> None:
+    """SPEC's list shape, `items` and `next_cursor` (issue 17): a search is ranked, not paged,
+    so `next_cursor` is null; `total` says how many matched."""
+    end = (datetime.now(UTC) + timedelta(hours=12)).isoformat()
+    reply = await world.api.get("/v1/availability", key=world.officer, params={"end": end})
+    assert reply.status == 200, reply.body
+    assert set(reply.body) == {"items", "next_cursor", "total"}
+    assert reply.body["next_cursor"] is None and reply.body["total"] >= len(reply.body["items"])

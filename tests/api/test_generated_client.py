@@ -1,6 +1,6 @@
 """A client nobody here wrote (issue 17): `openapi-python-client` generates one from openapi.yaml,
-without a warning about anything it had to drop, and that client runs the README's first
-walk-through and reads every report shape (JSON, each `group_by`, publishable on and off)
+without a warning about anything it had to drop, and that client runs both README
+walk-throughs and reads every report shape (JSON, each `group_by`, publishable on and off)
 against the running service. Its parsers are strict about types: a count that is sometimes a
 string (`"<5"`) broke every report call before."""
 
@@ -197,3 +197,79 @@ async def test_a_generated_client_runs_the_walk_through_and_reads_every_report(
                     assert group.declined_by_reason.other == 0
                     assert group.feedback.responses == 0
         assert calls == 32
+
+
+async def test_a_generated_client_runs_the_provider_walk_through(
+    world: World, clock: ManualClock, generated: Any
+) -> None:
+    """The README's second walk-through: an admin registers a force, a provider and its key;
+    the provider registers a site, three beds and a block, and reads the timeline back."""
+    g = generated
+    m = g.models
+    admin = g.client.AuthenticatedClient(base_url=_base(world), token=world.admin)
+    async with admin:
+        code = unique("btp")
+        force = await g.api__reference_data__create_force.asyncio_detailed(
+            client=admin, body=m.ForceIn(code=code, name=f"British Transport Police {code}")
+        )
+        assert force.status_code == HTTPStatus.CREATED, force.content
+        provider = await g.api__reference_data__create_provider.asyncio_detailed(
+            client=admin, body=m.ProviderIn(name=unique("Open Door Shelters"))
+        )
+        assert provider.status_code == HTTPStatus.CREATED, provider.content
+        key = await g.api__api_keys__create_api_key.asyncio_detailed(
+            client=admin,
+            body=m.ApiKeyIn(
+                name="Open Door duty desk", role=m.Role.PROVIDER, provider_id=provider.parsed.id
+            ),
+        )
+        assert key.status_code == HTTPStatus.CREATED, key.content
+    duty = g.client.AuthenticatedClient(base_url=_base(world), token=key.parsed.key)
+    async with duty:
+        site = await g.api__capacity__create_site.asyncio_detailed(
+            client=duty,
+            body=m.SiteIn(
+                name="Open Door Leeds",
+                address="1 Example Street, Leeds LS1 1AA",
+                area="Leeds",
+                location=m.LocationIn(lat=53.7997, lon=-1.5492),
+                genders_accepted=[m.Gender.FEMALE],
+                languages=["en", "ro"],
+                interpreter_on_call=True,
+                booking_mode=m.SiteInBookingMode.INSTANT,
+                max_stay_hours=72,
+                phone="+44 113 496 0000",
+            ),
+        )
+        assert site.status_code == HTTPStatus.CREATED, site.content
+        site_id = str(site.parsed.id)
+        for bed in (
+            m.BedIn(label="Room 1", room_type=m.RoomType.SINGLE),
+            m.BedIn(label="Room 2", room_type=m.RoomType.SINGLE, wheelchair_accessible=True),
+            m.BedIn(label="Family room", room_type=m.RoomType.FAMILY, max_dependants=3),
+        ):
+            made = await g.api__capacity__create_bed.asyncio_detailed(
+                site_id, client=duty, body=bed
+            )
+            assert made.status_code == HTTPStatus.CREATED, made.content
+        beds = await g.api__capacity__list_beds.asyncio_detailed(site_id, client=duty)
+        assert beds.status_code == HTTPStatus.OK, beds.content
+        assert len(beds.parsed.items) == 3
+        day = (clock.now() + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        block = await g.api__capacity__create_block.asyncio_detailed(
+            site_id,
+            client=duty,
+            body=m.BlockIn(
+                bed_id=beds.parsed.items[0].id,
+                start=day,
+                end=day + timedelta(days=1),
+                reason="boiler repair",
+            ),
+        )
+        assert block.status_code == HTTPStatus.CREATED, block.content
+        timeline = await g.api__capacity__get_occupancy.asyncio_detailed(
+            site_id, client=duty, start=day - timedelta(hours=9), end=day + timedelta(days=2)
+        )
+        assert timeline.status_code == HTTPStatus.OK, timeline.content
+        reasons = [a.reason for bed in timeline.parsed.beds for a in bed.allocations]
+        assert reasons == ["boiler repair"]

@@ -6,11 +6,13 @@ import asyncio
 import signal
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
+from service.db import enclosing_data_dir
 from service.migrate import load_migrations
 from service.queries import reference, sites
 from tests.support.process import pos, pos_env, served
@@ -203,3 +205,27 @@ async def test_pos_serve_answers_what_the_http_parser_refuses_as_the_service(
     assert b"\r\nServer: places-of-safety\r\n" in head
     assert b"application/problem+json" in head and b"aiohttp" not in head
     assert b"malformed-request" in body and b"SECRET-9" not in body
+
+
+async def test_a_data_dir_inside_another_is_refused_and_named(tmp_path: Path) -> None:
+    """`pos` run from inside `.data` (or with a DATA_DIR under another) silently started a
+    second embedded cluster nested in the first (issue 17): it is refused, naming both, and
+    nothing is started or created there. Every command says which database it uses."""
+    outer = tmp_path / ".data"
+    (outer / "postgres").mkdir(parents=True)
+    (outer / "postgres" / "PG_VERSION").write_text("18\n")
+    assert enclosing_data_dir(outer / "test") is None  # a sibling, as the tests' own
+    assert enclosing_data_dir(outer) is None
+    for nested in (outer / ".data", outer / "postgres" / "base" / ".data", outer / "a" / "b"):
+        assert enclosing_data_dir(nested) in (outer.resolve(), (outer / "postgres").resolve())
+        env = pos_env(DATA_DIR=str(nested))
+        env.pop("DATABASE_URL", None)
+        code, _, err = await pos("migrate", env=env)
+        assert code == 2, err
+        assert "inside another data directory" in err and str(outer) in err, err
+        assert not (nested / "postgres").exists()
+    url = "postgresql://u:secret@127.0.0.1:1/pos_x"
+    code, _, err = await pos("migrate", env=pos_env(DATABASE_URL=url))
+    assert code != 0
+    assert "database: postgresql://u:***@127.0.0.1:1/pos_x (DATABASE_URL)" in err, err
+    assert "secret" not in err

@@ -406,3 +406,34 @@ async def test_a_vacuum_postgresql_skips_is_reported(db: Pool, database_dsn: str
             assert await conn.fetchval("SELECT 1") == 1  # the connection is fit for reuse
         finally:
             await conn.execute(f"DROP ROLE {role}")
+
+
+async def test_in_development_a_retention_of_zero_days_erases_a_stay_once_it_ends(
+    world: World, db: Pool, clock: ManualClock
+) -> None:
+    """A way to watch erasure without editing the database (issue 17):
+    PERSONAL_DATA_RETENTION_DAYS=0, allowed outside production only, erases a stay at the
+    first round after it ends, and never one still running."""
+    from service.settings import Settings
+
+    assert Settings(personal_data_retention_days=0).personal_data_retention_days == 0
+    with pytest.raises(ValueError, match="PERSONAL_DATA_RETENTION_DAYS"):
+        Settings(
+            environment="production",
+            database_url="postgresql://u@/pos?host=/run",
+            seed_demo=False,
+            personal_data_retention_days=0,
+        )
+    site = await world.site()
+    await world.bed(site["id"])
+    await world.bed(site["id"])
+    ended, _ = await _stay(world, clock, site["id"])
+    live = await world.book(site["id"], clock.now(), officer_collar=unique("PC"))
+    await world.act(live["id"], "confirm")
+    clock.advance(seconds=1)
+    done = await erase_once(db, clock, 0, TTL_HOURS)
+    assert done is not None and done.erased >= 1
+    erased = (await world.api.get(f"/v1/bookings/{ended['id']}", key=world.admin)).body
+    assert [erased[name] for name in PERSONAL_FIELDS] == [None, None, None]
+    still = (await world.api.get(f"/v1/bookings/{live['id']}", key=world.admin)).body
+    assert still["person_ref"] == live["person_ref"]
