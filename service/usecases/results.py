@@ -15,6 +15,7 @@ from service.vocab import (
     BookingStatus,
     EventType,
     Gender,
+    Role,
     RoomType,
     SiteStatus,
     WebhookStatus,
@@ -230,3 +231,17 @@ class OccupancyShown(Result):
     start: datetime
     end: datetime
     beds: tuple[BedOccupancy, ...]
+
+
+class ApiKeyShown(Result):
+    """A key as admins see it: its scope and prefix, never its secret or hash."""
+
+    id: UUID
+    name: str
+    role: Role
+    force: str | None
+    provider_id: UUID | None
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

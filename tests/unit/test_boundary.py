@@ -22,11 +22,6 @@ from service.usecases.tx import ReadTx, Tx
 UNTYPED = frozenset(
     {
         "alerts.list_alerts",
-        "api_keys.create_api_key",
-        "api_keys.issue_key",
-        "api_keys.list_api_keys",
-        "api_keys.revoke_api_key",
-        "api_keys.revoke_key",
         "audit.read_audit",
         "events.read_feed",
         "reports.summary",
