@@ -281,7 +281,7 @@ async def issue_keys(conn: asyncpg.Connection) -> tuple[list[UUID], list[str]]:
         key = NewKey(name=f"bench {code}", role=Role.OFFICER, force_code=code)
         async with tx.writing(conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
             issued = await issue_key(unit, key)
-        ids.append(issued.row["id"])
+        ids.append(issued.api_key.id)
         secrets.append(issued.secret)
     return ids, secrets
 
@@ -627,7 +627,7 @@ async def event_delivery(s: Session, base: str) -> dict[str, Any]:
         result = await delivery.measure(base, issued.secret, s.holds, rate=EVENT_RATE, count=count)
     finally:
         await s.conn.execute(
-            "UPDATE api_key SET revoked_at = now() WHERE id = $1", issued.row["id"]
+            "UPDATE api_key SET revoked_at = now() WHERE id = $1", issued.api_key.id
         )
     # The subscription is deleted through the API; its rows go too, when nothing forbids it.
     with contextlib.suppress(asyncpg.PostgresError):
@@ -710,7 +710,7 @@ async def parked_polls(s: Session, base: str) -> dict[str, Any]:
         key = NewKey(name=f"bench poll {code} {n}", role=Role.OFFICER, force_code=code)
         async with tx.writing(s.conn, at=datetime.now(UTC), who=None, on_behalf="cli") as unit:
             issued = await issue_key(unit, key)
-        key_ids.append(issued.row["id"])
+        key_ids.append(issued.api_key.id)
         poll_keys.append(issued.secret)
         in_scope += POLLS_PER_KEY if code == writer_force else 0
     writes = [r for r in s.holds if r.key == s.keys[0]]

@@ -244,11 +244,11 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
             except ValidationProblem as refused:
                 print(f"pos api-key create: {refused.detail}", file=sys.stderr)
                 return 2
-            row = issued.row
+            created = issued.api_key
             # The key alone on stdout, so `KEY=$(pos api-key create ...)` is the key; the rest
             # is for the person at the terminal.
             print(
-                f"created {row['role']} key {row['id']} ({shown(row['name'])}); shown once, "
+                f"created {created.role} key {created.id} ({shown(created.name)}); shown once, "
                 "on stdout:",
                 file=sys.stderr,
             )
@@ -269,7 +269,7 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
         except NotFound:
             print(f"pos api-key revoke: no API key has the id {args.id}", file=sys.stderr)
             return 1
-        print(f"revoked {revoked['id']} ({shown(revoked['name'])})")
+        print(f"revoked {revoked.id} ({shown(revoked.name)})")
         return 0
 
 

@@ -18,6 +18,7 @@ from service.handlers.common import (
 from service.models import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Page, PageQuery
 from service.usecases import api_keys
 from service.usecases.api_keys import IssuedKey, NewKey
+from service.usecases.results import ApiKeyShown
 from service.usecases.tx import Tx
 from service.usecases.uow import Answer, UseCase
 
@@ -30,8 +31,12 @@ async def _new_key(request: web.Request) -> UseCase[Tx, IssuedKey]:
     return UseCase(api_keys.create_api_key, key=command)
 
 
+def _api_key(api_key: ApiKeyShown) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(api_key, from_attributes=True)
+
+
 def _issued(issued: IssuedKey) -> Answer:
-    shown = ApiKeyCreated.model_validate({**issued.row, "key": issued.secret})
+    shown = ApiKeyCreated(**_api_key(issued.api_key).model_dump(), key=issued.secret)
     return answer(
         shown,
         status=201,
@@ -56,7 +61,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    items = [ApiKeyOut.model_validate(dict(r)) for r in page.items]
+    items = [_api_key(k) for k in page.items]
     return json_response(Page[ApiKeyOut](items=items, next_cursor=page.next_cursor))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +35,7 @@ from service.models import (
     WindowQuery,
 )
 from service.usecases import capacity
+from service.usecases.results import BedShown, BlockShown, SiteDetail
 from service.usecases.tx import Tx
 from service.usecases.uow import Answer, UseCase
 
@@ -52,24 +52,24 @@ async def list_sites(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    return json_response(
-        Page[SiteOut](
-            items=[SiteOut.model_validate(r) for r in page.items],
-            next_cursor=page.next_cursor,
-        )
-    )
+    items = [_site_out(site) for site in page.items]
+    return json_response(Page[SiteOut](items=items, next_cursor=page.next_cursor))
 
 
-def _site(row: dict[str, Any]) -> Answer:
-    return answer(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
+def _site_out(site: SiteDetail) -> SiteOut:
+    return SiteOut.model_validate(site, from_attributes=True)
 
 
-def _created_site(row: dict[str, Any]) -> Answer:
-    headers = {"Location": f"/v1/sites/{row['id']}", "ETag": etag(row["version"])}
-    return answer(SiteOut.model_validate(row), status=201, headers=headers)
+def _site(site: SiteDetail) -> Answer:
+    return answer(_site_out(site), headers={"ETag": etag(site.version)})
 
 
-async def _new_site(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
+def _created_site(site: SiteDetail) -> Answer:
+    headers = {"Location": f"/v1/sites/{site.id}", "ETag": etag(site.version)}
+    return answer(_site_out(site), status=201, headers=headers)
+
+
+async def _new_site(request: web.Request) -> UseCase[Tx, SiteDetail]:
     body = await read_body(request, SiteIn)
     return UseCase(capacity.create_site, values=body.model_dump())
 
@@ -80,8 +80,8 @@ async def create_site(request: web.Request) -> web.Response:
 
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_id(request, "site_id", "site")
-    row = await read(request, UseCase(capacity.get_site, site_id=site_id))
-    return json_response(SiteOut.model_validate(row), headers={"ETag": etag(row["version"])})
+    site = await read(request, UseCase(capacity.get_site, site_id=site_id))
+    return json_response(_site_out(site), headers={"ETag": etag(site.version)})
 
 
 async def patch_site(request: web.Request) -> web.Response:
@@ -101,7 +101,7 @@ async def confirm_capacity(request: web.Request) -> web.Response:
     return await write(request, _confirm(request), _site)
 
 
-async def _confirm(request: web.Request) -> UseCase[Tx, dict[str, Any]]:
+async def _confirm(request: web.Request) -> UseCase[Tx, SiteDetail]:
     site_id = path_id(request, "site_id", "site")
     return UseCase(capacity.confirm_capacity, site_id=site_id)
 
@@ -121,23 +121,30 @@ async def list_beds(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    items = [BedOut.model_validate(dict(r)) for r in page.items]
+    items = [_bed_out(bed) for bed in page.items]
     return json_response(Page[BedOut](items=items, next_cursor=page.next_cursor))
 
 
-async def _new_bed(request: web.Request) -> UseCase[Tx, Any]:
+def _bed_out(bed: BedShown) -> BedOut:
+    return BedOut.model_validate(bed, from_attributes=True)
+
+
+def _bed(bed: BedShown) -> Answer:
+    return answer(_bed_out(bed), headers={"ETag": etag(bed.version)})
+
+
+async def _new_bed(request: web.Request) -> UseCase[Tx, BedShown]:
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BedIn)
     return UseCase(capacity.create_bed, site_id=site_id, values=body.model_dump())
 
 
-def _created_bed(row: Any) -> Answer:
-    shown = BedOut.model_validate(dict(row))
+def _created_bed(bed: BedShown) -> Answer:
     headers = {
-        "Location": f"/v1/sites/{row['site_id']}/beds/{row['id']}",
-        "ETag": etag(row["version"]),
+        "Location": f"/v1/sites/{bed.site_id}/beds/{bed.id}",
+        "ETag": etag(bed.version),
     }
-    return answer(shown, status=201, headers=headers)
+    return answer(_bed_out(bed), status=201, headers=headers)
 
 
 async def create_bed(request: web.Request) -> web.Response:
@@ -155,13 +162,7 @@ async def patch_bed(request: web.Request) -> web.Response:
         changes=body.model_dump(exclude_unset=True),
         version_ok=partial(if_match_allows, request),
     )
-    return await write(
-        request,
-        patch,
-        lambda row: answer(
-            BedOut.model_validate(dict(row)), headers={"ETag": etag(row["version"])}
-        ),
-    )
+    return await write(request, patch, _bed)
 
 
 async def delete_bed(request: web.Request) -> web.Response:
@@ -194,11 +195,15 @@ async def list_blocks(request: web.Request) -> web.Response:
             limit=query.limit,
         ),
     )
-    items = [BlockOut.model_validate(dict(r)) for r in page.items]
+    items = [_block_out(block) for block in page.items]
     return json_response(Page[BlockOut](items=items, next_cursor=page.next_cursor))
 
 
-async def _new_block(request: web.Request) -> UseCase[Tx, Any]:
+def _block_out(block: BlockShown) -> BlockOut:
+    return BlockOut.model_validate(block, from_attributes=True)
+
+
+async def _new_block(request: web.Request) -> UseCase[Tx, BlockShown]:
     site_id = path_id(request, "site_id", "site")
     body = await read_body(request, BlockIn)
     return UseCase(
@@ -207,8 +212,8 @@ async def _new_block(request: web.Request) -> UseCase[Tx, Any]:
 
 
 async def create_block(request: web.Request) -> web.Response:
-    def created(row: Any) -> Answer:
-        shown = BlockOut.model_validate(dict(row))
+    def created(block: BlockShown) -> Answer:
+        shown = _block_out(block)
         site_id = path_id(request, "site_id", "site")
         return answer(
             shown, status=201, headers={"Location": f"/v1/sites/{site_id}/blocks/{shown.id}"}
@@ -233,4 +238,4 @@ async def occupancy(request: web.Request) -> web.Response:
     timeline = await read(
         request, UseCase(capacity.occupancy, site_id=site_id, start=query.start, end=query.end)
     )
-    return json_response(Occupancy.model_validate(timeline))
+    return json_response(Occupancy.model_validate(timeline, from_attributes=True))

@@ -15,6 +15,7 @@ from service.errors import NotFound, ValidationProblem
 from service.paging import Page, Position
 from service.queries import api_keys, reference, webhooks
 from service.usecases.changes import Change, record, record_all
+from service.usecases.results import ApiKeyShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, ObjectType, Role
 
@@ -29,7 +30,7 @@ class NewKey:
 
 @dataclass(frozen=True)
 class IssuedKey:
-    row: asyncpg.Record
+    api_key: ApiKeyShown
     # The secret: shown to whoever asked, this once, and never stored.
     secret: str
 
@@ -55,7 +56,11 @@ async def issue_key(tx: Tx, key: NewKey) -> IssuedKey:
         "provider_id": key.provider_id,
     }
     await record(tx, Change.of(AuditAction.CREATE, ObjectType.API_KEY, row["id"], given))
-    return IssuedKey(row, secret)
+    return IssuedKey(_shown(row), secret)
+
+
+def _shown(row: asyncpg.Record) -> ApiKeyShown:
+    return ApiKeyShown.model_validate(dict(row))
 
 
 async def check_scope_exists(tx: Tx, key: NewKey) -> None:
@@ -81,13 +86,13 @@ async def create_api_key(tx: Tx, key: NewKey) -> IssuedKey:
     return await issue_key(tx, key)
 
 
-async def list_api_keys(tx: ReadTx, after: Position | None, limit: int) -> Page[asyncpg.Record]:
+async def list_api_keys(tx: ReadTx, after: Position | None, limit: int) -> Page[ApiKeyShown]:
     require_role(tx.caller, Role.ADMIN)
     rows = await api_keys.list_page(tx.conn, after, limit + 1)
-    return paging.page(rows, limit, paging.by_created)
+    return paging.page(rows, limit, paging.by_created).map(_shown)
 
 
-async def revoke_key(tx: Tx, key_id: UUID) -> asyncpg.Record:
+async def revoke_key(tx: Tx, key_id: UUID) -> ApiKeyShown:
     """Revoke a key from `tx.at`, and disable the webhook subscriptions it made; revoking it
     again changes and records nothing. No role check: `pos api-key revoke` calls this too."""
     row = await api_keys.revoke(tx.conn, key_id, tx.at)
@@ -112,9 +117,9 @@ async def revoke_key(tx: Tx, key_id: UUID) -> asyncpg.Record:
                 ),
             ],
         )
-    return row
+    return _shown(row)
 
 
-async def revoke_api_key(tx: Tx, key_id: UUID) -> asyncpg.Record:
+async def revoke_api_key(tx: Tx, key_id: UUID) -> ApiKeyShown:
     require_role(tx.caller, Role.ADMIN)
     return await revoke_key(tx, key_id)

@@ -28,6 +28,13 @@ from service.paging import Page, Position
 from service.queries import allocations, beds, sites
 from service.usecases.changes import Change, record
 from service.usecases.claims import ClaimRefused, claim_bed
+from service.usecases.results import (
+    BedOccupancy,
+    BedShown,
+    BlockShown,
+    OccupancyShown,
+    SiteDetail,
+)
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, AvailabilityCause, ObjectType, Role
 
@@ -90,11 +97,18 @@ async def _capacity_changed(tx: Tx, site_id: UUID) -> None:
     await sites.confirm_capacity(tx.conn, site_id, tx.at)
 
 
-def _shown_site(row: asyncpg.Record, at: datetime, stale_after: timedelta) -> dict[str, Any]:
+def _shown_site(row: asyncpg.Record, at: datetime, stale_after: timedelta) -> SiteDetail:
     """A site as the API shows it: its columns, and whether its capacity is stale at `at`."""
-    site = dict(row)
-    site["stale"] = capacity.is_stale(row["capacity_confirmed_at"], at, stale_after)
-    return site
+    stale = capacity.is_stale(row["capacity_confirmed_at"], at, stale_after)
+    return SiteDetail.model_validate({**row, "stale": stale})
+
+
+def _shown_bed(row: asyncpg.Record) -> BedShown:
+    return BedShown.model_validate(dict(row))
+
+
+def _shown_block(row: asyncpg.Record) -> BlockShown:
+    return BlockShown.model_validate(dict(row))
 
 
 def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,14 +123,14 @@ def _site_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 # --- sites ------------------------------------------------------------------------------
 
 
-async def list_sites(tx: ReadTx, *, after: Position | None, limit: int) -> Page[dict[str, Any]]:
+async def list_sites(tx: ReadTx, *, after: Position | None, limit: int) -> Page[SiteDetail]:
     _reader(tx)
-    rows = await sites.list_page(tx.conn, tx.caller.provider_id, after, limit + 1)
+    rows = await sites.list_page(tx.conn, tx.caller.provider_filter, after, limit + 1)
     page = paging.page(rows, limit, paging.by_created)
     return page.map(lambda row: _shown_site(row, tx.at, tx.policy.stale_after))
 
 
-async def create_site(tx: Tx, values: Mapping[str, Any]) -> dict[str, Any]:
+async def create_site(tx: Tx, values: Mapping[str, Any]) -> SiteDetail:
     """`values`: every field of a new site, as the API names them. A site without beds is
     in no search's results, so its creation announces nothing; its first bed does. Its
     capacity counts as confirmed when it is created."""
@@ -128,7 +142,7 @@ async def create_site(tx: Tx, values: Mapping[str, Any]) -> dict[str, Any]:
     return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
-async def get_site(tx: ReadTx, site_id: UUID) -> dict[str, Any]:
+async def get_site(tx: ReadTx, site_id: UUID) -> SiteDetail:
     _reader(tx)
     row = await sites.get(tx.conn, site_id)
     if row is None:
@@ -142,7 +156,7 @@ async def patch_site(
     site_id: UUID,
     changes: Mapping[str, Any],
     version_ok: VersionCheck,
-) -> dict[str, Any]:
+) -> SiteDetail:
     """`changes`: the fields given, as the API names them. The row is locked first, so
     concurrent changes queue and each compares against the version it will replace. A change
     of status also confirms the site's capacity."""
@@ -163,7 +177,7 @@ async def patch_site(
     return _shown_site(row, tx.at, tx.policy.stale_after)
 
 
-async def confirm_capacity(tx: Tx, site_id: UUID) -> dict[str, Any]:
+async def confirm_capacity(tx: Tx, site_id: UUID) -> SiteDetail:
     """The provider's "still accurate": the site's capacity is confirmed now, so it is fresh
     (and a later staleness is announced again). Audited as an update of
     `capacity_confirmed_at`. Repeating it only moves the time on, so a retry is harmless. It
@@ -193,14 +207,14 @@ def _label_taken(label: str) -> Conflict:
 
 async def list_beds(
     tx: ReadTx, site_id: UUID, *, after: Position | None, limit: int
-) -> Page[asyncpg.Record]:
+) -> Page[BedShown]:
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await beds.list_page(tx.conn, site_id, after, limit + 1)
-    return paging.page(rows, limit, paging.by_created)
+    return paging.page(rows, limit, paging.by_created).map(_shown_bed)
 
 
-async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncpg.Record:
+async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> BedShown:
     """`values`: every field of a new bed, as the API names them. Labels are unique among a
     site's beds in use (the database says so): a repeat is 409."""
     _writer(tx)
@@ -221,7 +235,7 @@ async def create_bed(tx: Tx, site_id: UUID, values: Mapping[str, Any]) -> asyncp
             cause=AvailabilityCause.BED_ADDED,
         ),
     )
-    return row
+    return _shown_bed(row)
 
 
 async def patch_bed(
@@ -230,7 +244,7 @@ async def patch_bed(
     bed_id: UUID,
     changes: Mapping[str, Any],
     version_ok: VersionCheck,
-) -> asyncpg.Record:
+) -> BedShown:
     current = await _bed_to_change(tx, site_id, bed_id, version_ok)
     try:
         row = await beds.update(tx.conn, bed_id, at=tx.at, **changes)
@@ -241,7 +255,7 @@ async def patch_bed(
     if capacity.bed_change_alters_search(change.fields):
         change = change.announcing(site_id, AvailabilityCause.BED_CHANGED)
     await record(tx, change)
-    return row
+    return _shown_bed(row)
 
 
 async def delete_bed(tx: Tx, site_id: UUID, bed_id: UUID, version_ok: VersionCheck) -> None:
@@ -279,16 +293,16 @@ async def list_blocks(
     end: datetime | None,
     after: Position | None,
     limit: int,
-) -> Page[asyncpg.Record]:
+) -> Page[BlockShown]:
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await allocations.list_blocks(
         tx.conn, site_id, bed_id=bed_id, start=start, end=end, after=after, limit=limit + 1
     )
-    return paging.page(rows, limit, paging.by_created)
+    return paging.page(rows, limit, paging.by_created).map(_shown_block)
 
 
-async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record:
+async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> BlockShown:
     """Take a bed out of use for a period. It claims the bed's time as a booking does (an
     out-of-service bed may be blocked all the same): 409 naming the claim in the way."""
     _writer(tx)
@@ -323,7 +337,7 @@ async def create_block(tx: Tx, site_id: UUID, block: NewBlock) -> asyncpg.Record
             cause=AvailabilityCause.BLOCK_ADDED,
         ),
     )
-    return row
+    return _shown_block(row)
 
 
 async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
@@ -347,10 +361,15 @@ async def delete_block(tx: Tx, site_id: UUID, block_id: UUID) -> None:
 # --- occupancy --------------------------------------------------------------------------
 
 
-async def occupancy(tx: ReadTx, site_id: UUID, start: datetime, end: datetime) -> dict[str, Any]:
+async def occupancy(tx: ReadTx, site_id: UUID, start: datetime, end: datetime) -> OccupancyShown:
     """Each bed of the site in use, with every claim on it overlapping [start, end), as the
     API shows it (the SQL builds each bed's list of claims)."""
     _reader(tx)
     await _own_site(tx, site_id)
     rows = await allocations.occupancy(tx.conn, site_id, start, end, tx.at)
-    return {"site_id": site_id, "start": start, "end": end, "beds": [dict(r) for r in rows]}
+    return OccupancyShown(
+        site_id=site_id,
+        start=start,
+        end=end,
+        beds=tuple(BedOccupancy.model_validate(dict(r)) for r in rows),
+    )

@@ -10,10 +10,14 @@ from pydantic import BaseModel, ConfigDict
 
 from service.vocab import (
     AddressWithheld,
+    AllocationKind,
     BookingMode,
     BookingStatus,
     EventType,
     Gender,
+    Role,
+    RoomType,
+    SiteStatus,
     WebhookStatus,
 )
 
@@ -140,3 +144,104 @@ class WebhookShown(Result):
     status: WebhookStatus
     disabled_reason: str | None
     created_at: datetime
+
+
+class Point(Result):
+    lat: float
+    lon: float
+
+
+class SiteDetail(Result):
+    """A site as its provider (and admins) see it: every field, the address included, and
+    whether its capacity is stale when read."""
+
+    id: UUID
+    provider_id: UUID
+    name: str
+    address: str
+    area: str
+    location: Point
+    genders_accepted: tuple[Gender, ...]
+    languages: tuple[str, ...]
+    interpreter_on_call: bool
+    booking_mode: BookingMode
+    max_stay_hours: int
+    status: SiteStatus
+    phone: str
+    address_by_phone_only: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    capacity_confirmed_at: datetime
+    stale: bool
+
+
+class BedShown(Result):
+    id: UUID
+    site_id: UUID
+    label: str
+    room_type: RoomType
+    wheelchair_accessible: bool
+    max_dependants: int
+    in_service: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class BlockShown(Result):
+    """A bed taken out of use for a period."""
+
+    id: UUID
+    bed_id: UUID
+    start: datetime
+    end: datetime
+    reason: str
+    created_at: datetime
+
+
+class ClaimShown(Result):
+    """One claim on a bed's time in an occupancy window: a booking (`status` its state) or a
+    block (`status` "blocked", with its reason)."""
+
+    kind: AllocationKind
+    id: UUID
+    status: str
+    start: datetime
+    end: datetime
+    reason: str | None = None
+
+
+class BedOccupancy(Result):
+    """A bed in use and every claim on it in the window, earliest first."""
+
+    bed_id: UUID
+    label: str
+    room_type: RoomType
+    wheelchair_accessible: bool
+    max_dependants: int
+    in_service: bool
+    allocations: tuple[ClaimShown, ...]
+
+
+class OccupancyShown(Result):
+    """A site's beds over [start, end)."""
+
+    site_id: UUID
+    start: datetime
+    end: datetime
+    beds: tuple[BedOccupancy, ...]
+
+
+class ApiKeyShown(Result):
+    """A key as admins see it: its scope and prefix, never its secret or hash."""
+
+    id: UUID
+    name: str
+    role: Role
+    force: str | None
+    provider_id: UUID | None
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
