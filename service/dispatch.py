@@ -123,7 +123,8 @@ def signed_request(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of a delivery: the event as JSON, signed with the subscription's
     secret over `webhook-id.webhook-timestamp.body` (Standard Webhooks)."""
-    body = json.dumps(event.body, separators=(",", ":"))
+    # The feed's JSON of the event, as json.dumps writes it (non-ASCII escaped).
+    body = json.dumps(event.body.model_dump(mode="json"), separators=(",", ":"))
     message_id = event.public_id
     headers = {
         "content-type": "application/json",

@@ -21,13 +21,11 @@ from service.usecases.tx import ReadTx, Tx
 # Still returning asyncpg rows or dict[str, Any]: the presenters read them by key.
 UNTYPED = frozenset(
     {
-        "alerts.list_alerts",
         "api_keys.create_api_key",
         "api_keys.issue_key",
         "api_keys.list_api_keys",
         "api_keys.revoke_api_key",
         "api_keys.revoke_key",
-        "audit.read_audit",
         "capacity.confirm_capacity",
         "capacity.create_bed",
         "capacity.create_block",
@@ -39,10 +37,7 @@ UNTYPED = frozenset(
         "capacity.occupancy",
         "capacity.patch_bed",
         "capacity.patch_site",
-        "events.read_feed",
         "reports.summary",
-        "webhooks.list_deliveries",
-        "webhooks.next_event",
     }
 )
 
