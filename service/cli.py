@@ -8,13 +8,15 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TextIO
 from uuid import UUID
 
+import asyncpg
 from pydantic import ValidationError
 
 from service import keys, stopping
-from service.app import create_app
+from service.app import create_app, policy
 from service.clock import SystemClock
 from service.db import (
     Connection,
@@ -33,9 +35,16 @@ from service.server import serve
 from service.settings import Settings, load_settings
 from service.text import refused_character
 from service.usecases import purge as erasure
-from service.usecases import tx
-from service.usecases.api_keys import NewKey, check_scope_exists, issue_key, revoke_key
+from service.usecases.api_keys import (
+    IssuedKey,
+    NewKey,
+    check_scope_exists,
+    issue_key,
+    revoke_key,
+)
 from service.usecases.purge import Batch
+from service.usecases.tx import ReadTx, Tx
+from service.usecases.uow import CLI, Units, UseCase
 from service.vocab import Role
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -115,10 +124,16 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @asynccontextmanager
-async def _writing(conn: Connection) -> AsyncIterator[tx.Tx]:
-    """A command's unit of work: the system clock's now, audited as done by "cli"."""
-    async with tx.writing(conn, at=SystemClock().now(), who=None, on_behalf="cli") as unit:
-        yield unit
+async def _units(settings: Settings) -> AsyncIterator[Units]:
+    """How a command runs its use cases: as the service does (service/usecases/uow.py), on
+    the system clock, each unit acting as CLI (its records say "cli")."""
+    async with _pool(settings) as pool:
+        yield Units(
+            pool,
+            SystemClock(),
+            policy(settings),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
 
 
 class PurgeProgress:
@@ -149,21 +164,17 @@ class PurgeProgress:
 
 
 async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    clock = SystemClock()
-    async with _pool(settings) as pool:
+    async with _units(settings) as units:
         progress = None
         if sys.stderr.isatty():
-            progress = PurgeProgress(
-                await erasure.due(pool, clock, settings.personal_data_retention_days), sys.stderr
-            )
+            due = UseCase(erasure.due, settings.personal_data_retention_days)
+            progress = PurgeProgress(await units.read(CLI, due), sys.stderr)
         # Batches wait for another purge's batch (a replica's job) rather than skip: the
         # command ends with everything due erased.
         done = await erasure.erase(
-            pool,
-            clock,
+            units,
             settings.personal_data_retention_days,
-            settings.idempotency_ttl_hours,
-            on_behalf="cli",
+            origin=CLI,
             wait=True,
             batch_size=settings.erasure_batch_size,
             on_batch=progress,
@@ -171,7 +182,7 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         assert done is not None  # waiting for the lock, a round always runs
         if progress is not None:
             progress.end()
-        async with pool.acquire() as conn:
+        async with units.pool.acquire() as conn:
             left = await erasure.reclaim(conn, done)
     print(
         f"erased personal fields of {done.erased} booking(s); "
@@ -224,8 +235,19 @@ def _key_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+async def _issue(tx: Tx, key: NewKey) -> IssuedKey:
+    """`pos api-key create`: the key's force or provider must exist, then the key is made."""
+    await check_scope_exists(tx, key)
+    return await issue_key(tx, key)
+
+
+async def _every_key(tx: ReadTx) -> list[asyncpg.Record]:
+    """`pos api-key list`: every key, newest last."""
+    return await api_keys.list_page(tx.conn, None, 100_000)
+
+
 async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as conn:
+    async with _units(settings) as units:
         if args.key_command == "create":
             problem = _key_problem(args)
             if problem:
@@ -238,9 +260,7 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                 provider_id=args.provider,
             )
             try:
-                async with _writing(conn) as unit:
-                    await check_scope_exists(unit, key)
-                    issued = await issue_key(unit, key)
+                issued = await units.write(CLI, UseCase(_issue, key))
             except ValidationProblem as refused:
                 print(f"pos api-key create: {refused.detail}", file=sys.stderr)
                 return 2
@@ -255,7 +275,7 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
             print(issued.secret, flush=True)
             return 0
         if args.key_command == "list":
-            for row in await api_keys.list_page(conn, None, 100_000):
+            for row in await units.read(CLI, UseCase(_every_key)):
                 scope = row["force"] or row["provider_id"] or "-"
                 state = "revoked" if row["revoked_at"] else "active"
                 print(
@@ -264,8 +284,7 @@ async def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                 )
             return 0
         try:
-            async with _writing(conn) as unit:
-                revoked = await revoke_key(unit, args.id)
+            revoked = await units.write(CLI, UseCase(revoke_key, args.id))
         except NotFound:
             print(f"pos api-key revoke: no API key has the id {args.id}", file=sys.stderr)
             return 1

@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
 import structlog
@@ -35,13 +34,11 @@ from aiohttp.resolver import DefaultResolver
 from standardwebhooks.webhooks import Webhook
 
 from service import keys
-from service.clock import Clock
-from service.db import Pool
 from service.domain.webhooks import RetryPolicy, host_and_port, is_ip_literal, refused_address
 from service.settings import Settings
 from service.stopping import stop_task
-from service.usecases import tx
 from service.usecases import webhooks as usecase
+from service.usecases.uow import SYSTEM, Units, UseCase
 from service.usecases.webhooks import Attempt, Claimed, PendingEvent
 
 log = structlog.get_logger(__name__)
@@ -126,7 +123,8 @@ def signed_request(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of a delivery: the event as JSON, signed with the subscription's
     secret over `webhook-id.webhook-timestamp.body` (Standard Webhooks)."""
-    body = json.dumps(event.body, separators=(",", ":"))
+    # The feed's JSON of the event, as json.dumps writes it (non-ASCII escaped).
+    body = json.dumps(event.body.model_dump(mode="json"), separators=(",", ":"))
     message_id = event.public_id
     headers = {
         "content-type": "application/json",
@@ -184,13 +182,8 @@ def http_sender(session: aiohttp.ClientSession, config: DispatchConfig) -> Sende
 # --- the loop -----------------------------------------------------------------------------------
 
 
-def _system_tx_args(clock: Clock) -> dict[str, Any]:
-    return {"at": clock.now(), "who": None, "on_behalf": "system"}
-
-
 async def _serve(
-    pool: Pool,
-    clock: Clock,
+    units: Units,
     send: Sender,
     config: DispatchConfig,
     random: Callable[[], float],
@@ -204,22 +197,18 @@ async def _serve(
     for _ in range(EVENTS_PER_CLAIM):
         if stop is not None and stop.is_set():
             break
-        async with db_slots, pool.acquire() as conn:
-            found = await usecase.next_event(tx.reading(conn, at=clock.now(), who=None), sub)
+        async with db_slots:
+            found = await units.read(SYSTEM, UseCase(usecase.next_event, sub))
             event = found.event
             if event is None:
-                async with tx.writing(conn, **_system_tx_args(clock)) as unit:
-                    await usecase.release(unit, sub, found.position)
+                await units.write(SYSTEM, UseCase(usecase.release, sub, found.position))
                 return made
         attempt = await send(sub, event)
         made += 1
-        async with (
-            db_slots,
-            pool.acquire() as conn,
-            tx.writing(conn, **_system_tx_args(clock)) as unit,
-        ):
-            settled = await usecase.settle(
-                unit, sub, event, attempt, config.policy, config.lease, random
+        async with db_slots:
+            settled = await units.write(
+                SYSTEM,
+                UseCase(usecase.settle, sub, event, attempt, config.policy, config.lease, random),
             )
         if settled is None:
             log.warning("webhook lease lapsed during a delivery", webhook_id=str(sub.id))
@@ -237,8 +226,8 @@ async def _serve(
         sub = replace(
             sub, position=event.position, attempts=0, first_attempt_at=None, lease=settled.lease
         )
-    async with db_slots, pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
-        await usecase.release(unit, sub)
+    async with db_slots:
+        await units.write(SYSTEM, UseCase(usecase.release, sub))
     return made
 
 
@@ -249,8 +238,7 @@ class Round:
 
 
 async def dispatch_once(
-    pool: Pool,
-    clock: Clock,
+    units: Units,
     send: Sender,
     config: DispatchConfig,
     random: Callable[[], float] = _jitter,
@@ -259,15 +247,14 @@ async def dispatch_once(
     """One round: lease the due subscriptions (committed before anything is sent), then serve
     them all at once. A subscription whose serving fails (the database went away) keeps its
     lease until it lapses, and is served again after that."""
-    async with pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
-        claimed = await usecase.claim_due(unit, config.lease, CLAIM_BATCH)
+    claimed = await units.write(SYSTEM, UseCase(usecase.claim_due, config.lease, CLAIM_BATCH))
     if not claimed:
         return Round(0, 0)
     # Deliveries run side by side, but take at most half the pool between them: requests keep
     # the other half however many subscriptions are due.
-    db_slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
+    db_slots = asyncio.Semaphore(max(1, units.pool.get_max_size() // 2))
     results = await asyncio.gather(
-        *(_serve(pool, clock, send, config, random, sub, db_slots, stop) for sub in claimed),
+        *(_serve(units, send, config, random, sub, db_slots, stop) for sub in claimed),
         return_exceptions=True,
     )
     attempts = 0
@@ -282,14 +269,15 @@ async def dispatch_once(
 
 
 async def forget_old_deliveries(
-    pool: Pool, clock: Clock, retention: timedelta, stop: asyncio.Event | None = None
+    units: Units, retention: timedelta, stop: asyncio.Event | None = None
 ) -> int:
     """Delete the delivery log's rows older than the retention, a batch per transaction,
     giving the event loop a turn between batches; stops after a batch once `stop` is set."""
     total = 0
     while True:
-        async with pool.acquire() as conn, tx.writing(conn, **_system_tx_args(clock)) as unit:
-            done = await usecase.forget_deliveries(unit, retention, FORGET_BATCH)
+        done = await units.write(
+            SYSTEM, UseCase(usecase.forget_deliveries, retention, FORGET_BATCH)
+        )
         total += done
         if done < FORGET_BATCH or (stop is not None and stop.is_set()):
             return total
@@ -312,16 +300,16 @@ async def dispatch_job(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         forgotten_at = -math.inf
         while not stop.is_set():
-            pool, clock = app[keys.POOL], app[keys.CLOCK]
+            units = app[keys.UNITS]
             # Taken before the round: an event committing during it wakes the next at once.
             seen = listener.generation
             full = False
             try:
-                done = await dispatch_once(pool, clock, send, config, stop=stop)
+                done = await dispatch_once(units, send, config, stop=stop)
                 full = done.claimed == CLAIM_BATCH and done.attempts > 0
                 if time.monotonic() - forgotten_at >= FORGET_EVERY_SECONDS:
                     forgotten_at = time.monotonic()
-                    forgotten = await forget_old_deliveries(pool, clock, config.retention, stop)
+                    forgotten = await forget_old_deliveries(units, config.retention, stop)
                     if forgotten:
                         log.info("forgot old webhook deliveries", count=forgotten)
             except Exception:  # a failed round is retried next interval; the job must live on

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
 
 from service import keys
-from service.clock import Clock
-from service.db import Pool
 from service.stopping import stop_task
-from service.usecases import purge, tx
+from service.usecases import purge
 from service.usecases.expiry import expire_lapsed
 from service.usecases.purge import Purged
 from service.usecases.staleness import announce_stale
+from service.usecases.uow import SYSTEM, Units, UseCase
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +49,7 @@ async def _every(
         await stop_task(task, name, shutdown)
 
 
-async def sweep_once(pool: Pool, clock: Clock, stop: asyncio.Event | None = None) -> int:
+async def sweep_once(units: Units, stop: asyncio.Event | None = None) -> int:
     """Expire every hold and pending request past its deadline; returns how many.
 
     Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas sweeping at once split the work
@@ -60,11 +58,7 @@ async def sweep_once(pool: Pool, clock: Clock, stop: asyncio.Event | None = None
     """
     total = 0
     while True:
-        async with (
-            pool.acquire() as conn,
-            tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
-        ):
-            done = await expire_lapsed(unit, limit=SWEEP_BATCH)
+        done = await units.write(SYSTEM, UseCase(expire_lapsed, limit=SWEEP_BATCH))
         total += done
         if done < SWEEP_BATCH or (stop is not None and stop.is_set()):
             return total
@@ -77,9 +71,7 @@ async def expiry_job(app: web.Application) -> AsyncIterator[None]:
 
     async def one_round() -> None:
         try:
-            expired = await sweep_once(
-                app[keys.POOL], app[keys.CLOCK], app[keys.SHUTDOWN].requested
-            )
+            expired = await sweep_once(app[keys.UNITS], app[keys.SHUTDOWN].requested)
             metrics.sweeps.labels("ok").inc()
             if expired:
                 log.info("expired lapsed bookings", count=expired)
@@ -94,10 +86,8 @@ async def expiry_job(app: web.Application) -> AsyncIterator[None]:
 
 
 async def erase_once(
-    pool: Pool,
-    clock: Clock,
+    units: Units,
     retention_days: int,
-    ttl_hours: int,
     *,
     batch_size: int = purge.BATCH_SIZE,
     stop: asyncio.Event | None = None,
@@ -106,11 +96,9 @@ async def erase_once(
     None when another replica's batch holds the lock. Once the round has ended, the tables it
     changed are vacuumed, unless the service is stopping (the VACUUM is then cancelled on the
     server too; autovacuum, or the next round, comes by)."""
-    done = await purge.erase(
-        pool, clock, retention_days, ttl_hours, batch_size=batch_size, stop=stop
-    )
+    done = await purge.erase(units, retention_days, batch_size=batch_size, stop=stop)
     if done is not None and done.changed:
-        async with pool.acquire() as conn:
+        async with units.pool.acquire() as conn:
             left = await _unless_stopped(purge.reclaim(conn, done), stop)
         if left is None:
             log.warning("tables not vacuumed after erasure: stopping", tables=done.changed)
@@ -146,10 +134,8 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
     async def one_round() -> None:
         try:
             done = await erase_once(
-                app[keys.POOL],
-                app[keys.CLOCK],
+                app[keys.UNITS],
                 settings.personal_data_retention_days,
-                settings.idempotency_ttl_hours,
                 batch_size=settings.erasure_batch_size,
                 stop=app[keys.SHUTDOWN].requested,
             )
@@ -169,19 +155,14 @@ async def erasure_job(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def announce_stale_once(
-    pool: Pool, clock: Clock, stale_after: timedelta, stop: asyncio.Event | None = None
-) -> int:
+async def announce_stale_once(units: Units, stop: asyncio.Event | None = None) -> int:
     """One round of staleness announcements, acting as "system": each site that has turned
-    stale gets its site.capacity_stale once; returns how many. A batch of STALE_BATCH sites
-    per transaction; any number of replicas may run it at once (each site is marked by one)."""
+    stale (the policy's `stale_after`) gets its site.capacity_stale once; returns how many. A
+    batch of STALE_BATCH sites per transaction; any number of replicas may run it at once
+    (each site is marked by one)."""
     total = 0
     while True:
-        async with (
-            pool.acquire() as conn,
-            tx.writing(conn, at=clock.now(), who=None, on_behalf="system") as unit,
-        ):
-            done = await announce_stale(unit, stale_after, STALE_BATCH)
+        done = await units.write(SYSTEM, UseCase(announce_stale, STALE_BATCH))
         total += done
         if done < STALE_BATCH or (stop is not None and stop.is_set()):
             return total
@@ -192,13 +173,10 @@ async def staleness_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: announce sites whose capacity turned stale every
     STALENESS_INTERVAL_SECONDS; stop cleanly at shutdown."""
     settings = app[keys.SETTINGS]
-    stale_after = timedelta(hours=settings.stale_after_hours)
 
     async def one_round() -> None:
         try:
-            announced = await announce_stale_once(
-                app[keys.POOL], app[keys.CLOCK], stale_after, app[keys.SHUTDOWN].requested
-            )
+            announced = await announce_stale_once(app[keys.UNITS], app[keys.SHUTDOWN].requested)
             if announced:
                 log.info("capacity turned stale", sites=announced)
         except Exception:  # a failed round is retried next interval

@@ -18,5 +18,5 @@ async def list_security_alerts(request: web.Request) -> web.Response:
     page = await read(
         request, UseCase(list_alerts, filters=filters, after=after, limit=query.limit)
     )
-    items = [AlertOut.model_validate(dict(r)) for r in page.items]
+    items = [AlertOut.model_validate(alert, from_attributes=True) for alert in page.items]
     return json_response(Page[AlertOut](items=items, next_cursor=page.next_cursor))

@@ -23,5 +23,5 @@ async def list_audit(request: web.Request) -> web.Response:
     )
     after = paging.decode_row_id(query.cursor)
     page = await read(request, UseCase(read_audit, filters=filters, after=after, limit=query.limit))
-    items = [AuditEntry.model_validate(dict(r)) for r in page.items]
+    items = [AuditEntry.model_validate(entry, from_attributes=True) for entry in page.items]
     return json_response(Page[AuditEntry](items=items, next_cursor=page.next_cursor))

@@ -52,7 +52,7 @@ async def list_events(request: web.Request) -> web.Response:
         )
     return json_response(
         EventPage(
-            items=[Event.model_validate(item) for item in page.items],
+            items=[Event.model_validate(item, from_attributes=True) for item in page.items],
             next_cursor=feed_cursor(sealer, page.position),
         )
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
 from service import keys, paging
@@ -86,12 +88,15 @@ async def list_webhook_deliveries(request: web.Request) -> web.Response:
     before = None
     if query.cursor is not None:
         (before,) = sealer.opened(DELIVERIES, query.cursor, 1, "cursor")
-    rows = await read(
+    page = await read(
         request,
         UseCase(
-            webhooks.list_deliveries, webhook_id=webhook_id, before=before, limit=query.limit + 1
+            webhooks.list_deliveries,
+            webhook_id=webhook_id,
+            before=before,
+            limit=query.limit,
+            cursor_of=partial(sealer.seal, DELIVERIES),
         ),
     )
-    page = paging.page(rows, query.limit, lambda row: sealer.seal(DELIVERIES, row["row_id"]))
-    items = [Delivery.model_validate(dict(r)) for r in page.items]
+    items = [Delivery.model_validate(d, from_attributes=True) for d in page.items]
     return json_response(Page[Delivery](items=items, next_cursor=page.next_cursor))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-import asyncpg
 import structlog
 
 from service import paging
@@ -19,6 +18,7 @@ from service.ids import new_id
 from service.paging import Page, Position
 from service.queries import alerts
 from service.usecases.changes import Change, record
+from service.usecases.results import AlertShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AlertKind, AuditAction, ObjectType, Role
 
@@ -103,7 +103,7 @@ class AlertFilter:
 
 async def list_alerts(
     tx: ReadTx, filters: AlertFilter, after: Position | None, limit: int
-) -> Page[asyncpg.Record]:
+) -> Page[AlertShown]:
     """Alerts in the order they were first raised; admins only."""
     require_role(tx.caller, Role.ADMIN)
     rows = await alerts.list_page(
@@ -114,4 +114,5 @@ async def list_alerts(
         after=after,
         limit=limit + 1,
     )
-    return paging.page(rows, limit, lambda row: paging.encode(row["first_at"], row["id"]))
+    shown = [AlertShown.model_validate(dict(row)) for row in rows]
+    return paging.page(shown, limit, lambda alert: paging.encode(alert.first_at, alert.id))

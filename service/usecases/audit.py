@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
-
 from service import paging
 from service.domain.access import require_role
 from service.paging import Page
 from service.queries import audit
+from service.usecases.results import AuditShown
 from service.usecases.tx import ReadTx
 from service.vocab import ObjectType, Role
 
@@ -32,7 +31,7 @@ class AuditFilter:
 
 async def read_audit(
     tx: ReadTx, filters: AuditFilter, after: int | None, limit: int
-) -> Page[asyncpg.Record]:
+) -> Page[AuditShown]:
     """Rows in id order (the order they were written), after the row id `after`."""
     require_role(tx.caller, Role.ADMIN)
     object_type, object_id = filters.object_type, filters.object_id
@@ -51,4 +50,5 @@ async def read_audit(
         after=after,
         limit=limit + 1,
     )
-    return paging.page(rows, limit, lambda row: paging.encode(row["id"]))
+    shown = [AuditShown.model_validate(dict(row)) for row in rows]
+    return paging.page(shown, limit, lambda entry: paging.encode(entry.id))

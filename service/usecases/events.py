@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from service.domain.webhooks import event_body
 from service.errors import Unauthorized
 from service.queries import api_keys, events
+from service.usecases.results import EventShown
 from service.usecases.tx import ReadTx
-from service.vocab import EventType, Role
+from service.vocab import EventType
 
 # A feed position: (the writing transaction's id as text, the event's id).
 Position = tuple[str, int]
@@ -27,7 +27,7 @@ class FeedPage:
     """Events after the position asked for, and where the next read starts (the last event's
     position when the page is full, else the horizon the read was complete to)."""
 
-    items: list[dict[str, Any]]
+    items: tuple[EventShown, ...]
     position: Position
 
 
@@ -51,8 +51,11 @@ async def read_feed(
         tx.conn,
         after=after,
         limit=limit,
-        force_code=who.force_code if who.role == Role.OFFICER else None,
-        provider_id=who.provider_id if who.role == Role.PROVIDER else None,
+        force_code=who.force_filter,
+        provider_id=who.provider_filter,
         types=None if types is None else [str(t) for t in types],
     )
-    return FeedPage([event_body(row, who.role) for row in read.rows], read.position)
+    return FeedPage(
+        tuple(EventShown.model_validate(event_body(row, who.role)) for row in read.rows),
+        read.position,
+    )

@@ -13,11 +13,11 @@ from uuid import UUID
 
 import structlog
 
-from service.clock import Clock
-from service.db import Connection, Pool
+from service.db import Connection
 from service.queries import idempotency
 from service.queries import purge as purge_queries
-from service.usecases import tx
+from service.usecases.tx import ReadTx, Tx
+from service.usecases.uow import SYSTEM, Origin, Units, UseCase
 from service.vocab import FEEDBACK_PERSONAL_FIELDS, PERSONAL_FIELDS
 
 log = structlog.get_logger(__name__)
@@ -68,12 +68,10 @@ def _stopping(stop: asyncio.Event | None) -> bool:
 
 
 async def erase(
-    pool: Pool,
-    clock: Clock,
+    units: Units,
     retention_days: int,
-    idempotency_ttl_hours: int,
     *,
-    on_behalf: str = "system",
+    origin: Origin = SYSTEM,
     wait: bool = False,
     batch_size: int = BATCH_SIZE,
     stop: asyncio.Event | None = None,
@@ -84,14 +82,15 @@ async def erase(
     them), one audit row each (earlier audit rows stay as they were: they hold no values), and
     stored answers older than the Idempotency-Key window. Then `reclaim`.
 
-    In batches of `batch_size`, each its own short transaction that commits its audit rows
-    with it, under the purge's transaction-scoped lock: one replica erases at a time, and a
-    killed round loses at most its current batch. With `wait` (`pos purge`) each batch waits
-    for the lock; without (the job) the round is None when another replica's batch has it,
-    and ends early when one takes it between two of ours (that replica goes on). Stops after
-    the current batch once `stop` is set.
+    In batches of `batch_size`, each its own short unit of work (acting for `origin`: the job
+    is SYSTEM, `pos purge` CLI) that commits its audit rows with it, under the purge's
+    transaction-scoped lock: one replica erases at a time, and a killed round loses at most
+    its current batch. With `wait` (`pos purge`) each batch waits for the lock; without (the
+    job) the round is None when another replica's batch has it, and ends early when one takes
+    it between two of ours (that replica goes on). Stops after the current batch once `stop`
+    is set.
     """
-    started = clock.now()
+    started = units.clock.now()
     ended_before = started - timedelta(days=retention_days)
     after = _FIRST
     erased = 0
@@ -102,27 +101,15 @@ async def erase(
             complete = False
             break
         began = time.monotonic()
-        async with (
-            pool.acquire() as conn,
-            tx.writing(conn, at=clock.now(), who=None, on_behalf=on_behalf) as unit,
-        ):
-            if not await purge_queries.lock(conn, wait=wait):
-                if after == _FIRST and erased == 0:
-                    return None
-                complete = False
-                break
-            ids = await purge_queries.claim_batch(conn, ended_before, after, batch_size)
-            done = purge_queries.Erased(0, 0, 0)
-            if ids:
-                done = await purge_queries.erase_batch(
-                    conn,
-                    ids,
-                    unit.at,
-                    unit.on_behalf,
-                    sorted(PERSONAL_FIELDS),
-                    HISTORY_REASON,
-                    [f"feedback.{name}" for name in FEEDBACK_PERSONAL_FIELDS],
-                )
+        batch = await units.write(
+            origin, UseCase(erase_batch, ended_before, after, batch_size, wait=wait)
+        )
+        if batch is None:
+            if after == _FIRST and erased == 0:
+                return None
+            complete = False
+            break
+        ids, done = batch
         erased += done.bookings
         changed.update(
             table
@@ -134,21 +121,21 @@ async def erase(
             if count
         )
         if ids:
-            batch = Batch(done.bookings, erased, time.monotonic() - began)
+            progress = Batch(done.bookings, erased, time.monotonic() - began)
             log.info(
                 "erasure batch",
-                erased=batch.erased,
+                erased=progress.erased,
                 erased_so_far=erased,
-                ms=round(batch.seconds * 1000),
+                ms=round(progress.seconds * 1000),
             )
             if on_batch is not None:
-                on_batch(batch)
+                on_batch(progress)
         if len(ids) < batch_size:
             break
         after = ids[-1]
         await asyncio.sleep(PAUSE_SECONDS)
     forgotten = await _forget_answers(
-        pool, started - timedelta(hours=idempotency_ttl_hours), batch_size, stop
+        units, origin, started - units.idempotency_ttl, batch_size, stop
     )
     if forgotten:
         changed.add("idempotency_key")
@@ -160,18 +147,40 @@ async def erase(
     )
 
 
+async def erase_batch(
+    tx: Tx, ended_before: datetime, after: UUID, limit: int, *, wait: bool
+) -> tuple[list[UUID], purge_queries.Erased] | None:
+    """One batch of a round: up to `limit` bookings after `after` whose stay ended before
+    `ended_before`, erased and audited; the ids claimed and what was erased, or None when
+    another replica's batch holds the purge's lock (and `wait` is not asked)."""
+    if not await purge_queries.lock(tx.conn, wait=wait):
+        return None
+    ids = await purge_queries.claim_batch(tx.conn, ended_before, after, limit)
+    if not ids:
+        return ids, purge_queries.Erased(0, 0, 0)
+    done = await purge_queries.erase_batch(
+        tx.conn,
+        ids,
+        tx.at,
+        tx.on_behalf,
+        sorted(PERSONAL_FIELDS),
+        HISTORY_REASON,
+        [f"feedback.{name}" for name in FEEDBACK_PERSONAL_FIELDS],
+    )
+    return ids, done
+
+
 _TABLES = ("booking", "booking_transition", "feedback", "idempotency_key")
 
 
 async def _forget_answers(
-    pool: Pool, older_than: datetime, batch_size: int, stop: asyncio.Event | None
+    units: Units, origin: Origin, older_than: datetime, batch_size: int, stop: asyncio.Event | None
 ) -> int:
     """Stored Idempotency-Key answers created by `older_than` go, a batch per transaction
     (no lock: batches of replicas at once take different rows)."""
     total = 0
     while not _stopping(stop):
-        async with pool.acquire() as conn, conn.transaction():
-            done = await idempotency.purge(conn, older_than, batch_size)
+        done = await units.write(origin, UseCase(forget_answers, older_than, batch_size))
         total += done
         if done < batch_size:
             break
@@ -179,10 +188,14 @@ async def _forget_answers(
     return total
 
 
-async def due(pool: Pool, clock: Clock, retention_days: int) -> int:
+async def forget_answers(tx: Tx, older_than: datetime, limit: int) -> int:
+    """Up to `limit` stored Idempotency-Key answers created by `older_than` deleted; how many."""
+    return await idempotency.purge(tx.conn, older_than, limit)
+
+
+async def due(tx: ReadTx, retention_days: int) -> int:
     """How many bookings a round starting now would erase (progress: what is left)."""
-    async with pool.acquire() as conn:
-        return await purge_queries.due(conn, clock.now() - timedelta(days=retention_days))
+    return await purge_queries.due(tx.conn, tx.at - timedelta(days=retention_days))
 
 
 async def reclaim(conn: Connection, done: Purged) -> dict[str, str]:

@@ -6,15 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from service.vocab import (
     AddressWithheld,
+    AlertKind,
     AllocationKind,
+    AuditAction,
     BookingMode,
     BookingStatus,
+    DeliveryOutcome,
     EventType,
     Gender,
+    ObjectType,
     Role,
     RoomType,
     SiteStatus,
@@ -245,3 +249,65 @@ class ApiKeyShown(Result):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class AlertShown(Result):
+    """A security alert: a key, its force and what happened (never a person's data)."""
+
+    id: UUID
+    kind: AlertKind
+    first_at: datetime
+    last_at: datetime
+    count: int
+    key_id: UUID | None
+    key_name: str | None
+    force: str | None
+    provider_id: UUID | None
+    site_id: UUID | None
+    booking_id: UUID | None
+    detail: str
+
+
+class AuditShown(Result):
+    """An audit row: who did what to which object, and the fields' names (never values)."""
+
+    # Text: the row ids outgrow the integers a JSON reader keeps exactly.
+    id: str
+    at: datetime
+    key_id: UUID | None
+    # A key's role, or who acted without one: `system` (the service's jobs) or `cli`.
+    role: str
+    scope: str | None
+    request_id: str | None
+    action: AuditAction
+    object_type: ObjectType
+    object_id: str
+    fields: tuple[str, ...]
+
+
+class EventShown(Result):
+    """An event as the reader's role may see it (service.domain.webhooks.event_body): a feed
+    item, and a webhook delivery's body. `data` is the event type's own JSON object."""
+
+    id: str
+    type: EventType
+    occurred_at: datetime
+    booking_id: UUID | None
+    site_id: UUID | None
+    data: dict[str, JsonValue]
+
+
+class DeliveryShown(Result):
+    """One delivery attempt of a subscription's event, as its owners see it."""
+
+    # The log's row id: the list's order (newest first), sealed into its cursor.
+    row_id: int
+    id: str
+    event_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    outcome: DeliveryOutcome
+    next_attempt_at: datetime | None

@@ -1,5 +1,6 @@
-"""The unit of work: how every entry point (the API now; the console, the CLI and the jobs
-next) runs a use case, and the only place a request's transaction is opened.
+"""The unit of work: how every entry point (the API, the background jobs and `pos` commands
+now, the console next) runs a use case, and the only place a unit's transaction is opened.
+The jobs act as SYSTEM, `pos` commands as CLI: the service itself, with no calling key.
 
 `Units.read` and `Units.write` take one pooled connection, read the clock once, name the
 unit after its use case (every log line of it says which) and hand the use case a `ReadTx`
@@ -71,6 +72,12 @@ class Origin:
     who: Principal | None
     request_id: str | None = None
     on_behalf: str = "system"
+
+
+# The service itself, with no HTTP request: the background jobs act as "system", `pos`
+# commands as "cli" (their records name them so).
+SYSTEM = Origin(None)
+CLI = Origin(None, on_behalf="cli")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -26,7 +25,7 @@ from service.paging import Page, Position
 from service.queries import events
 from service.queries import webhooks as store
 from service.usecases.changes import Change, record
-from service.usecases.results import WebhookShown
+from service.usecases.results import DeliveryShown, EventShown, WebhookShown
 from service.usecases.tx import ReadTx, Tx
 from service.vocab import AuditAction, DeliveryOutcome, ObjectType, Role, WebhookStatus
 
@@ -154,11 +153,18 @@ async def delete_webhook(tx: Tx, webhook_id: UUID) -> None:
 
 
 async def list_deliveries(
-    tx: ReadTx, webhook_id: UUID, before: int | None, limit: int
-) -> list[asyncpg.Record]:
-    """A subscription's delivery attempts, newest first, before the row id `before`."""
+    tx: ReadTx,
+    webhook_id: UUID,
+    before: int | None,
+    limit: int,
+    cursor_of: Callable[[int], str],
+) -> Page[DeliveryShown]:
+    """A page of a subscription's delivery attempts, newest first, before the row id `before`;
+    the next page's cursor is `cursor_of` the last one's row id."""
     await get_webhook(tx, webhook_id)
-    return await store.deliveries(tx.conn, webhook_id, before, limit)
+    rows = await store.deliveries(tx.conn, webhook_id, before, limit + 1)
+    shown = [DeliveryShown.model_validate(dict(row)) for row in rows]
+    return paging.page(shown, limit, lambda delivery: cursor_of(delivery.row_id))
 
 
 # --- the dispatcher's steps -------------------------------------------------------------------
@@ -210,13 +216,13 @@ class PendingEvent:
 
     id: int
     position: tuple[str, int]
-    body: dict[str, Any]
+    body: EventShown
 
     @property
     def public_id(self) -> str:
         """The id receivers see (the body's `id` and the `webhook-id` header), stable per
         event: they de-duplicate by it."""
-        return str(self.body["id"])
+        return self.body.id
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ async def next_event(tx: ReadTx, sub: Claimed) -> Next:
         PendingEvent(
             id=event["id"],
             position=(event["tx"], event["id"]),
-            body=rules.event_body(event, sub.role),
+            body=EventShown.model_validate(rules.event_body(event, sub.role)),
         ),
         read.position,
     )

@@ -22,6 +22,7 @@ from service.db import Pool
 from service.jobs import sweep_once
 from tests.support.api import Reply
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.world import World, bed_body, booking_body, site_body, unique
 
 # The marks: the last row of each record table before a step.
@@ -517,7 +518,7 @@ async def test_the_expiry_job_writes_off_holds_and_requests_as_the_service(
         fields=["respond_by", "status"],
     )
     walk.clock.advance(minutes=31)
-    assert await sweep_once(walk.db, walk.clock) >= 2
+    assert await sweep_once(units_of(walk.db, walk.clock)) >= 2
     history: list[History] = []
     events: list[Event] = []
     audits: list[Audit] = []

@@ -12,6 +12,7 @@ from service.usecases import tx
 from service.usecases.expiry import expire_lapsed
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.until import until
 from tests.support.world import World, new_key, unique
 
@@ -40,7 +41,7 @@ async def test_a_hold_expires_after_its_ttl(world: World, clock: ManualClock, db
     assert late.status == 409 and late.body["current_status"] == "expired"
     assert await _status_in_db(db, booking["id"]) == "held"
     # ...and the sweep writes it down, dated when it lapsed, by the system.
-    assert await sweep_once(db, clock) >= 1
+    assert await sweep_once(units_of(db, clock)) >= 1
     assert await _status_in_db(db, booking["id"]) == "expired"
     history = (await world.api.get(f"/v1/bookings/{booking['id']}", key=world.officer)).body[
         "history"
@@ -104,7 +105,7 @@ async def test_a_pending_request_expires_at_respond_by(
     clock.advance(seconds=1800)
     late = await world.api.post(f"/v1/bookings/{booking['id']}/accept", None, key=world.provider)
     assert late.status == 409 and late.body["current_status"] == "expired"
-    await sweep_once(db, clock)
+    await sweep_once(units_of(db, clock))
     final = (await world.api.get(f"/v1/bookings/{booking['id']}", key=world.provider)).body
     assert final["status"] == "expired"
     assert final["history"][-1]["at"] == pending["respond_by"]
@@ -124,7 +125,7 @@ async def test_concurrent_sweeps_expire_each_booking_once(
     ]
     made = [await world.book(site["id"], clock.now(), key=officers[i % 3]) for i in range(12)]
     clock.advance(seconds=901)
-    await asyncio.gather(*(sweep_once(db, clock) for _ in range(4)))
+    await asyncio.gather(*(sweep_once(units_of(db, clock)) for _ in range(4)))
     async with db.acquire() as conn:
         counts = await conn.fetch(
             "SELECT booking_id, count(*) AS n FROM booking_transition"

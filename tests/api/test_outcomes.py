@@ -14,6 +14,7 @@ from service.db import Pool
 from service.resources import openapi_path
 from service.vocab import ALL_REASON_CODES, CancelReason, DeclineReason, NeedsMet, NoShowReason
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.world import World, unique
 
 
@@ -164,7 +165,7 @@ async def test_every_step_into_a_final_state_dates_the_end_of_the_stay(
     # An expiry is dated when the hold lapsed, not when the sweep came by.
     from service.jobs import sweep_once
 
-    await sweep_once(db, clock)
+    await sweep_once(units_of(db, clock))
     assert await _ended_at(db, lapsing["id"]) == start + timedelta(seconds=900)
 
 

@@ -21,7 +21,9 @@ from typing import Any
 from service.db import Pool
 from service.jobs import sweep_once
 from service.usecases.purge import erase
+from service.usecases.uow import CLI
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.world import World, new_key, site_body, unique
 
 DAY = timedelta(days=1)
@@ -293,7 +295,7 @@ async def _seed(world: World, clock: ManualClock, db: Pool) -> tuple[Month, dict
     clock.set(t0 + 10 * DAY)
     lapsing = [await m.hold(s1), await m.hold(s1)]
     clock.advance(minutes=16)
-    assert await sweep_once(db, clock) >= 2
+    assert await sweep_once(units_of(db, clock)) >= 2
     for booking in lapsing:
         m.step("expiries", booking, at=m.holds[booking] + timedelta(seconds=900))
 
@@ -315,7 +317,7 @@ async def _seed(world: World, clock: ManualClock, db: Pool) -> tuple[Month, dict
     clock.advance(minutes=1)
     await m.confirm(unanswered, request=True)
     clock.advance(minutes=31)
-    assert await sweep_once(db, clock) >= 1
+    assert await sweep_once(units_of(db, clock)) >= 1
     m.step("expiries", unanswered, at=clock.now() - timedelta(minutes=1))
 
     clock.set(t0 + WINDOW + timedelta(hours=1))
@@ -651,7 +653,7 @@ async def test_a_scripted_month_reports_every_figure_as_done_and_survives_erasur
     # is a state of that moment, not of the window).
     asked_at = clock.now()
     clock.set(t0 + WINDOW + timedelta(days=RETENTION_DAYS, hours=2))
-    done = await erase(db, clock, RETENTION_DAYS, 24, on_behalf="cli", wait=True)
+    done = await erase(units_of(db, clock), RETENTION_DAYS, origin=CLI, wait=True)
     assert done is not None
     assert done.erased >= 18
     clock.set(asked_at)

@@ -16,6 +16,7 @@ from service.db import Pool
 from service.jobs import sweep_once
 from tests.support.api import Reply
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.world import World
 
 SITE_EVENTS = """
@@ -203,7 +204,7 @@ async def test_bookings_taking_and_releasing_a_bed_emit_one_event_each(
     await e.expect("booking_held")
     clock.advance(seconds=901)
     await e.expect(None)  # lapsing is seen at once, but written only by the sweep
-    assert await sweep_once(db, clock) >= 1
+    assert await sweep_once(units_of(db, clock)) >= 1
     await e.expect("booking_released", at=_parse(lapsing["hold_expires_at"]))
 
     # A stay: held, confirmed, extended (takes more time), arrived, departed (releases).

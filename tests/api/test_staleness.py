@@ -11,13 +11,20 @@ from typing import Any
 import pytest
 
 from service.db import Pool
+from service.domain.stays import Policy
 from service.jobs import announce_stale_once
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
 from tests.support.geo import Point, next_origin
+from tests.support.units import units_of
 from tests.support.world import World
 
 STALE_AFTER = timedelta(hours=8)  # the default STALE_AFTER_HOURS
+
+
+async def announce(db: Pool, clock: ManualClock) -> int:
+    """A round of the staleness job, with STALE_AFTER as the policy's."""
+    return await announce_stale_once(units_of(db, clock, Policy(stale_after=STALE_AFTER)))
 
 
 @pytest.fixture
@@ -108,13 +115,13 @@ async def test_staleness_is_announced_once_and_a_confirmation_clears_it(
     site = await _site(world, origin, "Announced")
     created = clock.now()
     clock.advance(hours=7, minutes=59)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     assert await _announced(db, site["id"]) == []
     clock.advance(minutes=1)
-    await announce_stale_once(db, clock, STALE_AFTER)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
+    await announce(db, clock)
     clock.advance(hours=3)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     (first,) = await _announced(db, site["id"])
     assert first["data"]["site_id"] == site["id"]
     assert _time(first["data"]["capacity_confirmed_at"]) == created
@@ -136,13 +143,13 @@ async def test_staleness_is_announced_once_and_a_confirmation_clears_it(
     assert _time(reply.body["capacity_confirmed_at"]) == clock.now()
     assert reply.body["version"] == site["version"]
     confirmed = clock.now()
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     clock.advance(hours=7)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     assert len(await _announced(db, site["id"])) == 1
     clock.advance(hours=1)
-    await announce_stale_once(db, clock, STALE_AFTER)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
+    await announce(db, clock)
     events = await _announced(db, site["id"])
     assert len(events) == 2
     assert _time(events[1]["data"]["capacity_confirmed_at"]) == confirmed
@@ -199,19 +206,19 @@ async def test_changes_to_beds_blocks_and_status_confirm_capacity(
     assert reply.status == 200 and _time(reply.body["capacity_confirmed_at"]) == before
     # A stale, announced site that is paused and reopened is fresh and announced again later.
     clock.advance(hours=8)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     assert len(await _announced(db, site_id)) == 1
     reply = await world.api.patch(f"/v1/sites/{site_id}", {"status": "paused"}, key=world.provider)
     assert reply.body["stale"] is False and _time(reply.body["capacity_confirmed_at"]) == (
         clock.now()
     )
     clock.advance(hours=8)
-    await announce_stale_once(db, clock, STALE_AFTER)  # paused: in no search, not announced
+    await announce(db, clock)  # paused: in no search, not announced
     assert len(await _announced(db, site_id)) == 1
     reply = await world.api.patch(f"/v1/sites/{site_id}", {"status": "active"}, key=world.provider)
     assert reply.body["stale"] is False
     clock.advance(hours=8)
-    await announce_stale_once(db, clock, STALE_AFTER)
+    await announce(db, clock)
     assert len(await _announced(db, site_id)) == 2
 
 

@@ -15,17 +15,19 @@ import pytest
 
 from service import jobs
 from service.db import Pool
+from service.domain.stays import Policy
 from service.jobs import erase_once
 from service.usecases import purge
 from tests.api.test_events_feed import head
 from tests.conftest import AppFactory
 from tests.support.backlog import add_backlog, erased_once_each, long_ago, unerased
 from tests.support.clock import ManualClock
+from tests.support.units import units_of
 from tests.support.until import until
 from tests.support.world import World
 
 RETENTION_DAYS = 90
-TTL_HOURS = 24
+TTL = timedelta(hours=24)  # IDEMPOTENCY_TTL_HOURS
 
 # The purge's lock is held: a batch of erasure is running.
 PURGE_LOCK_HELD = """
@@ -60,7 +62,7 @@ async def test_a_backlog_is_erased_in_batches_each_committing_its_audit_rows(
     world: World, db: Pool, clock: ManualClock
 ) -> None:
     _, suite = await _backlog(world, db, clock, 30)
-    done = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS, batch_size=7)
+    done = await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS, batch_size=7)
     assert done is not None and done.complete and done.erased >= 30
     async with db.acquire() as conn:
         assert await erased_once_each(conn, suite) == []
@@ -80,13 +82,17 @@ async def test_a_round_asked_to_stop_ends_after_its_batch_and_the_next_goes_on(
         stop.set()  # as SIGTERM would, while the first batch commits
 
     first = await purge.erase(
-        db, clock, RETENTION_DAYS, TTL_HOURS, batch_size=5, stop=stop, on_batch=on_batch
+        units_of(db, clock, idempotency_ttl=TTL),
+        RETENTION_DAYS,
+        batch_size=5,
+        stop=stop,
+        on_batch=on_batch,
     )
     assert first is not None and not first.complete
     assert [b.erased for b in batches] == [5] and first.erased == 5
     async with db.acquire() as conn:
         assert await unerased(conn, suite) == 7
-    rest = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS, batch_size=5)
+    rest = await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS, batch_size=5)
     assert rest is not None and rest.complete
     async with db.acquire() as conn:
         assert await erased_once_each(conn, suite) == []
@@ -154,7 +160,9 @@ async def test_staleness_is_announced_in_batches_each_site_once(
     ours = [(await world.site())["id"] for _ in range(5)]
     monkeypatch.setattr(jobs, "STALE_BATCH", 2)
     clock.advance(hours=9)
-    announced = await jobs.announce_stale_once(db, clock, timedelta(hours=8))
+    announced = await jobs.announce_stale_once(
+        units_of(db, clock, Policy(stale_after=timedelta(hours=8)))
+    )
     assert announced >= 5
     async with db.acquire() as conn:
         per_site = await conn.fetch(

@@ -20,11 +20,12 @@ from service.vocab import PERSONAL_FIELDS
 from tests.conftest import AppFactory
 from tests.support.clock import ManualClock
 from tests.support.postgres import pg_bin
+from tests.support.units import units_of
 from tests.support.until import until
 from tests.support.world import World, unique
 
 RETENTION_DAYS = 90
-TTL_HOURS = 24
+TTL = timedelta(hours=24)  # IDEMPOTENCY_TTL_HOURS
 
 
 async def _stay(world: World, clock: ManualClock, site_id: str) -> tuple[dict[str, Any], str]:
@@ -97,13 +98,13 @@ async def test_the_job_erases_from_the_end_of_the_stay_and_keeps_history_and_eve
 
     # 90 days after the booking was made, but not yet after its stay ended: kept.
     clock.set(started + timedelta(days=RETENTION_DAYS, hours=1))
-    await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS)
     kept = (await world.api.get(f"/v1/bookings/{ended['id']}", key=world.admin)).body
     assert kept["person_ref"] == ended["person_ref"]
     assert kept["feedback"]["what_would_help"] == words
 
     clock.set(ended_at + timedelta(days=RETENTION_DAYS))
-    done = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    done = await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS)
     assert done is not None and done.erased >= 1
 
     erased = (await world.api.get(f"/v1/bookings/{ended['id']}", key=world.admin)).body
@@ -143,13 +144,13 @@ async def test_one_replica_erases_at_a_time(world: World, db: Pool, clock: Manua
     # Another replica's round holds the purge's lock for its transaction.
     async with db.acquire() as other, other.transaction():
         await other.execute("SELECT pg_advisory_xact_lock(hashtextextended('pos-purge', 0))")
-        assert await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS) is None
+        assert await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS) is None
     shown = (await world.api.get(f"/v1/bookings/{booking['id']}", key=world.admin)).body
     assert shown["person_ref"] == booking["person_ref"]
 
     # Rounds that start together: one erases, the other finds the lock taken or nothing left.
     rounds = await asyncio.gather(
-        *(erase_once(db, clock, RETENTION_DAYS, TTL_HOURS) for _ in range(4))
+        *(erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS) for _ in range(4))
     )
     assert any(r is not None and r.erased >= 1 for r in rounds)
     async with db.acquire() as conn:
@@ -168,7 +169,7 @@ async def test_no_feedback_once_the_personal_fields_are_erased(
     booking = await world.book(site["id"], clock.now())
     await world.act(booking["id"], "cancel", reason_code="booked_in_error")
     clock.advance(days=RETENTION_DAYS, seconds=1)
-    await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS)
     late = await world.api.post(
         f"/v1/bookings/{booking['id']}/feedback",
         {"consent": True, "what_would_help": "x"},
@@ -355,7 +356,7 @@ async def test_nothing_personal_is_left_in_a_dump_or_a_dead_row_version(
     ended = clock.now()
     clock.set(ended + timedelta(days=RETENTION_DAYS, seconds=1))
     vacuumed_before = await _vacuums(db)
-    done = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    done = await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS)
     assert done is not None and done.erased >= len(ids)
 
     dump = await asyncio.to_thread(_dump, database_dsn)
@@ -379,7 +380,7 @@ async def test_nothing_personal_is_left_in_a_dump_or_a_dead_row_version(
 
     # A round that changes nothing vacuums nothing.
     clock.advance(seconds=1)
-    idle = await erase_once(db, clock, RETENTION_DAYS, TTL_HOURS)
+    idle = await erase_once(units_of(db, clock, idempotency_ttl=TTL), RETENTION_DAYS)
     assert idle is not None and (idle.erased, idle.forgotten) == (0, 0)
     assert await _vacuums(db) == vacuumed
 
@@ -431,7 +432,7 @@ async def test_in_development_a_retention_of_zero_days_erases_a_stay_once_it_end
     live = await world.book(site["id"], clock.now(), officer_collar=unique("PC"))
     await world.act(live["id"], "confirm")
     clock.advance(seconds=1)
-    done = await erase_once(db, clock, 0, TTL_HOURS)
+    done = await erase_once(units_of(db, clock, idempotency_ttl=TTL), 0)
     assert done is not None and done.erased >= 1
     erased = (await world.api.get(f"/v1/bookings/{ended['id']}", key=world.admin)).body
     assert [erased[name] for name in PERSONAL_FIELDS] == [None, None, None]

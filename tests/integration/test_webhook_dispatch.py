@@ -41,6 +41,7 @@ from tests.conftest import AppFactory
 from tests.support.api import Api
 from tests.support.clock import ManualClock
 from tests.support.process import UNLIMITED, pos_env, served
+from tests.support.units import units_of
 from tests.support.until import until
 from tests.support.world import World, booking_body, cli_key, site_body, unique
 
@@ -154,7 +155,10 @@ class Driver:
         self.rounds += 1
         # The backoff's jitter is drawn at its ceiling, so retries come at known times.
         return await dispatch_once(
-            self.db, self.clock, http_sender(self.session, self.config), self.config, lambda: 1.0
+            units_of(self.db, self.clock),
+            http_sender(self.session, self.config),
+            self.config,
+            lambda: 1.0,
         )
 
     async def drain(self, limit: int = 50) -> None:

@@ -21,12 +21,7 @@ from service.usecases.tx import ReadTx, Tx
 # Still returning asyncpg rows or dict[str, Any]: the presenters read them by key.
 UNTYPED = frozenset(
     {
-        "alerts.list_alerts",
-        "audit.read_audit",
-        "events.read_feed",
         "reports.summary",
-        "webhooks.list_deliveries",
-        "webhooks.next_event",
     }
 )
 
