@@ -107,10 +107,3 @@ async def writing(
     recorded through the Tx commits together or not at all."""
     async with conn.transaction():
         yield Tx(conn, at, who, request_id, on_behalf, policy)
-
-
-def reading(
-    conn: Connection, *, at: datetime, who: Principal | None, request_id: str | None = None
-) -> ReadTx:
-    """For use cases that only read what is not personal: no transaction, nothing recorded."""
-    return ReadTx(conn, at, who, request_id)
